@@ -1,0 +1,114 @@
+// Command minnow trains, fine-tunes and exports small language models. This
+// version offers `minnow version` and `minnow bench core`; training
+// commands arrive with the recipes.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/minnowml/minnow/internal/bench"
+	"github.com/minnowml/minnow/tensor"
+	"github.com/minnowml/minnow/tensor/cpu"
+)
+
+// Exit codes: 2 for bad input (flags, arguments), 1 for a failed run.
+const (
+	exitFailed   = 1
+	exitBadInput = 2
+)
+
+func main() {
+	app := &cli.App{
+		Name:           "minnow",
+		Usage:          "train, fine-tune, align and distill small language models",
+		Flags:          []cli.Flag{&cli.IntFlag{Name: "threads", Usage: "CPU threads (default: MINNOW_THREADS, else all cores)"}},
+		Commands:       []*cli.Command{versionCmd(), benchCmd()},
+		OnUsageError:   usageError,
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "minnow:", err)
+		var ue usageErr
+		if errors.As(err, &ue) {
+			os.Exit(exitBadInput)
+		}
+		os.Exit(exitFailed)
+	}
+}
+
+type usageErr struct{ error }
+
+func usageError(_ *cli.Context, err error, _ bool) error {
+	return usageErr{fmt.Errorf("%w (see --help)", err)}
+}
+
+// backend returns the CPU backend with the thread count the flags ask for.
+func backend(c *cli.Context) tensor.Backend {
+	be := cpu.New(c.Int("threads"))
+	tensor.SetDefault(be)
+	return be
+}
+
+func versionCmd() *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "print the version, the Go runtime and the compute backend in use",
+		Action: func(c *cli.Context) error {
+			v := "(devel)"
+			if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+				v = bi.Main.Version
+			}
+			fmt.Printf("minnow %s (%s %s/%s)\nbackend: %s\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH, backend(c).Describe())
+			return nil
+		},
+	}
+}
+
+func benchCmd() *cli.Command {
+	return &cli.Command{
+		Name:  "bench",
+		Usage: "measure performance",
+		Subcommands: []*cli.Command{{
+			Name:  "core",
+			Usage: "SGEMM rate and GPT-2-shaped training steps (4 layers, width 256, vocab 50257, batch 4 x 64 tokens)",
+			Flags: []cli.Flag{
+				&cli.IntFlag{Name: "steps", Value: 10, Usage: "timed training steps"},
+				&cli.IntFlag{Name: "warmup", Value: 3, Usage: "untimed steps first"},
+				&cli.IntFlag{Name: "batch", Value: 4},
+				&cli.IntFlag{Name: "seq", Value: 64},
+				&cli.BoolFlag{Name: "quiet", Usage: "print only the RESULT line"},
+			},
+			Action: func(c *cli.Context) error {
+				if c.Int("steps") < 1 || c.Int("batch") < 1 || c.Int("seq") < 1 || c.Int("warmup") < 0 {
+					return usageErr{errors.New("--steps, --batch and --seq must be positive and --warmup not negative")}
+				}
+				be := backend(c)
+				cfg := bench.DefaultGPT
+				cfg.Context = c.Int("seq")
+				var progress func(string)
+				if !c.Bool("quiet") {
+					fmt.Println("backend:", be.Describe())
+					progress = func(s string) { fmt.Println(s) }
+				}
+				var res bench.CoreResult
+				err := tensor.Catch(func() {
+					res = bench.Core(be, cfg, c.Int("batch"), c.Int("seq"), c.Int("warmup"), c.Int("steps"), progress)
+				})
+				if err != nil {
+					return err
+				}
+				if !c.Bool("quiet") {
+					fmt.Printf("loss %.4f -> %.4f; %.0f bytes allocated per step\n", res.FirstLoss, res.LastLoss, res.BytesPerStep)
+				}
+				fmt.Println(res.Line())
+				return nil
+			},
+		}},
+	}
+}
