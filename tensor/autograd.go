@@ -137,7 +137,16 @@ func (root *Tensor) BackwardWith(seed *Tensor) {
 	}
 	order := topoPool.Get().(*[]*node)
 	nodes := topoSort(root.node, (*order)[:0])
+	// The root keeps its value; its seed gradient goes back to the pool
+	// unless the caller retained the root.
+	kept := root.retain
 	root.retain = true
+	defer func() {
+		if !kept {
+			root.retain = false
+			root.ZeroGrad()
+		}
+	}()
 	addGrad(root, seed)
 	noGradDepth.Add(1)
 	defer noGradDepth.Add(-1)

@@ -330,6 +330,24 @@ type AdamWArgs struct {
 	Step                   int
 }
 
+// MemoryStats counts a backend's storage requests, so benchmarks and tests
+// can tell whether a training step reuses its buffers.
+type MemoryStats struct {
+	// Allocs counts requests served with new memory, AllocBytes their size.
+	Allocs, AllocBytes int64
+	// Reuses counts requests served from the pool.
+	Reuses int64
+	// PooledBytes is the memory waiting in the pool now.
+	PooledBytes int64
+}
+
+// MemoryReporter is implemented by backends that count their storage
+// requests.
+type MemoryReporter interface {
+	// MemoryStats returns the counts so far.
+	MemoryStats() MemoryStats
+}
+
 var (
 	registryMu sync.Mutex
 	registry   = map[string]func() (Backend, error){}

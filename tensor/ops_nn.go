@@ -94,6 +94,7 @@ func CrossEntropy(logits, targets *Tensor) (perToken, mean *Tensor) {
 			check(op, be.CrossEntropyGrad(&CrossEntropyArgs{Rows: rows, Cols: cols,
 				Logits: x.ref(), Targets: tg.ref(), LSE: lse.ref(), DLogits: dx.ref(), DLoss: g.ref()}))
 			addGrad(x, dx)
+			lse.Release()
 		}, x)
 	} else {
 		lse.Release()
@@ -183,6 +184,10 @@ func (t *Tensor) norm(op string, layer bool, w, b *Tensor, eps float64) *Tensor 
 		}
 		if db != nil {
 			addGrad(bc, db)
+		}
+		rstd.Release()
+		if mean != nil {
+			mean.Release()
 		}
 	}, inputs...)
 	return y

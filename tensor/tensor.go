@@ -74,12 +74,17 @@ func Catch(f func()) (err error) {
 
 // alloc returns a new contiguous tensor with undefined contents.
 func alloc(be Backend, dt DType, shape []int) *Tensor {
-	t := &Tensor{dtype: dt}
+	// One allocation holds the header and its reference count.
+	tb := &struct {
+		t Tensor
+		b buffer
+	}{t: Tensor{dtype: dt}}
+	t := &tb.t
 	t.setShape(shape)
-	n := t.Len()
-	s, err := be.Alloc(dt, n)
+	s, err := be.Alloc(dt, t.Len())
 	check("alloc", err)
-	t.buf = &buffer{s: s, refs: 1}
+	tb.b = buffer{s: s, refs: 1}
+	t.buf = &tb.b
 	return t
 }
 

@@ -104,7 +104,8 @@ func benchCmd() *cli.Command {
 					return err
 				}
 				if !c.Bool("quiet") {
-					fmt.Printf("loss %.4f -> %.4f; %.0f bytes allocated per step\n", res.FirstLoss, res.LastLoss, res.BytesPerStep)
+					fmt.Printf("loss %.4f -> %.4f; per step: %.0f new buffers, %.0f Go heap objects (%.0f KB)\n",
+						res.FirstLoss, res.LastLoss, res.AllocsPerStep, res.HeapObjectsPerStep, res.HeapBytesPerStep/1024)
 				}
 				fmt.Println(res.Line())
 				return nil

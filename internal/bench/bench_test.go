@@ -55,6 +55,37 @@ func TestGPTDeterministic(t *testing.T) {
 	}
 }
 
+// TestStepReusesBuffers: after a warm-up step, training steps are served
+// entirely from the storage pool.
+func TestStepReusesBuffers(t *testing.T) {
+	be := cpu.New(2)
+	m := NewGPT(be, tiny, 1)
+	opt, err := train.NewAdamW(train.AdamWConfig{LR: 1e-3}, m.Groups()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, pos, targets := batchData(be, tiny.Vocab, 2, 16)
+	var before tensor.MemoryStats
+	for i := range 4 {
+		if i == 1 {
+			before = be.MemoryStats()
+		}
+		loss := m.Loss(ids, pos, targets)
+		loss.Backward()
+		if err := opt.Step(1e-3, train.ClipScale(train.GradNorm(opt.Params()), 1)); err != nil {
+			t.Fatal(err)
+		}
+		loss.Release()
+	}
+	after := be.MemoryStats()
+	if n := after.Allocs - before.Allocs; n != 0 {
+		t.Fatalf("%d new buffers (%d bytes) in 3 warm steps; every buffer should come from the pool", n, after.AllocBytes-before.AllocBytes)
+	}
+	if after.Reuses == before.Reuses {
+		t.Fatal("no pool reuse counted")
+	}
+}
+
 func TestCoreReportsFigures(t *testing.T) {
 	cfg := tiny
 	r := Core(cpu.New(2), cfg, 2, 16, 1, 2, nil)

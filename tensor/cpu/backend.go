@@ -20,10 +20,9 @@ type Backend struct {
 	threads int
 	work    chan task
 
-	mu   sync.Mutex
-	pool map[poolKey][]*Storage
-	// pooled counts the bytes waiting in the pool.
-	pooled int64
+	mu    sync.Mutex
+	pool  map[poolKey][]*Storage
+	stats tensor.MemoryStats
 }
 
 type poolKey struct {
@@ -111,10 +110,13 @@ func (b *Backend) Alloc(dt tensor.DType, n int) (tensor.Storage, error) {
 		s := l[len(l)-1]
 		l[len(l)-1] = nil
 		b.pool[k] = l[:len(l)-1]
-		b.pooled -= int64(n * dt.Size())
+		b.stats.PooledBytes -= int64(n * dt.Size())
+		b.stats.Reuses++
 		b.mu.Unlock()
 		return s, nil
 	}
+	b.stats.Allocs++
+	b.stats.AllocBytes += int64(n * dt.Size())
 	b.mu.Unlock()
 	s := &Storage{be: b, dt: dt}
 	switch dt {
@@ -138,22 +140,26 @@ func (b *Backend) Free(st tensor.Storage) {
 	k := poolKey{s.dt, s.Len()}
 	b.mu.Lock()
 	b.pool[k] = append(b.pool[k], s)
-	b.pooled += int64(k.n * s.dt.Size())
+	b.stats.PooledBytes += int64(k.n * s.dt.Size())
 	b.mu.Unlock()
 }
 
 // PooledBytes returns the bytes held in the pool for reuse.
-func (b *Backend) PooledBytes() int64 {
+func (b *Backend) PooledBytes() int64 { return b.MemoryStats().PooledBytes }
+
+// MemoryStats returns how many storage requests were served with new memory
+// and how many from the pool.
+func (b *Backend) MemoryStats() tensor.MemoryStats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.pooled
+	return b.stats
 }
 
 // Trim empties the pool, letting the garbage collector take the memory.
 func (b *Backend) Trim() {
 	b.mu.Lock()
 	clear(b.pool)
-	b.pooled = 0
+	b.stats.PooledBytes = 0
 	b.mu.Unlock()
 }
 

@@ -3,6 +3,8 @@ package cpu
 import (
 	"math"
 
+	"github.com/minnowml/minnow/tensor/cpu/internal/vec"
+
 	"github.com/minnowml/minnow/tensor"
 )
 
@@ -122,6 +124,15 @@ func unaryRun[T float](b *Backend, a *tensor.UnaryArgs, x, y []T) {
 	}
 	b.parallel(a.N, cost, func(lo, hi int) {
 		x, y := x[lo:hi], y[lo:hi]
+		if xf, ok := asF32(x); ok && (a.Op == tensor.GELU || a.Op == tensor.Exp) {
+			yf, _ := asF32(y)
+			if a.Op == tensor.GELU {
+				vec.GELU(yf, xf)
+			} else {
+				vec.ExpScale(yf, xf, 0, 1)
+			}
+			return
+		}
 		switch a.Op {
 		case tensor.Neg:
 			for i := range y {
@@ -192,6 +203,12 @@ func (b *Backend) UnaryGrad(a *tensor.UnaryArgs) error {
 func unaryGradRun[T float](b *Backend, a *tensor.UnaryArgs, x, y, dy, dx []T) {
 	d := derivative(a.Op, a.Alpha)
 	b.parallel(a.N, 8, func(lo, hi int) {
+		if xf, ok := asF32(x[lo:hi]); ok && a.Op == tensor.GELU && !a.Accumulate {
+			dxf, _ := asF32(dx[lo:hi])
+			dyf, _ := asF32(dy[lo:hi])
+			vec.GELUGrad(dxf, xf, dyf)
+			return
+		}
 		for i := lo; i < hi; i++ {
 			g := T(float64(dy[i]) * d(float64(x[i]), float64(y[i])))
 			if a.Accumulate {

@@ -64,11 +64,15 @@ func tanh(x float64) float64 {
 
 const geluC = 0.7978845608028654 // sqrt(2/pi)
 
+// gelu and geluGrad use 0.5(1+tanh u) = sigmoid(2u) and
+// 1-tanh²u = 4·sigmoid(2u)·sigmoid(-2u), which keep full precision where
+// tanh is near ±1.
 func gelu(x float64) float64 {
-	return 0.5 * x * (1 + tanh(geluC*(x+0.044715*x*x*x)))
+	return x * sigmoid(2*geluC*(x+0.044715*x*x*x))
 }
 
 func geluGrad(x float64) float64 {
-	t := tanh(geluC * (x + 0.044715*x*x*x))
-	return 0.5*(1+t) + 0.5*x*(1-t*t)*geluC*(1+3*0.044715*x*x)
+	u := geluC * (x + 0.044715*x*x*x)
+	p, r := sigmoid(2*u), sigmoid(-2*u)
+	return p * (1 + 2*x*r*geluC*(1+3*0.044715*x*x))
 }

@@ -148,6 +148,10 @@ func sumSquaresRun[T float](b *Backend, x []T, part []float64) {
 	b.parallel(len(part), sumSqChunk, func(lo, hi int) {
 		for c := lo; c < hi; c++ {
 			blk := x[c*sumSqChunk : min((c+1)*sumSqChunk, len(x))]
+			if f, ok := asF32(blk); ok {
+				part[c] = vec.SumSquares(f)
+				continue
+			}
 			var s float64
 			for _, v := range blk {
 				s += float64(v) * float64(v)

@@ -99,6 +99,109 @@ scaledone:
 	MOVSD X5, ret+32(FP)
 	RET
 
+// For u in Y10: Y11 = p = sigmoid(2u) = e/(e+1) and Y10 = r = 1-p = 1/(e+1)
+// with e = e^(2u), both without cancellation (0.5(1+tanh u) = p, 1-tanh²u =
+// 4pr). EXP8's clamping keeps e finite. Clobbers Y0-Y3.
+#define SIGMOID2 \
+	VADDPS Y10, Y10, Y0 \
+	EXP8 \
+	VADDPS one<>(SB), Y2, Y3 \
+	VMOVUPS one<>(SB), Y10 \
+	VDIVPS Y3, Y10, Y10 \
+	VMULPS Y10, Y2, Y11
+
+// u = sqrt(2/pi)*(x + 0.044715x³) for x in Y12, into Y10.
+#define GELUARG \
+	VMULPS Y12, Y12, Y10 \
+	VMULPS gelua<>(SB), Y10, Y10 \
+	VADDPS one<>(SB), Y10, Y10 \
+	VMULPS Y12, Y10, Y10 \
+	VMULPS geluc<>(SB), Y10, Y10
+
+// func geluF32(dst, x *float32, n int)
+// dst = 0.5x(1 + tanh(u)) = x·sigmoid(2u). n is a multiple of 8.
+TEXT ·geluF32(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	VMOVUPS hi<>(SB), Y8
+	VMOVUPS lo<>(SB), Y9
+	SHRQ $3, CX
+	JZ geludone
+geluloop:
+	VMOVUPS (SI), Y12
+	GELUARG
+	SIGMOID2
+	VMULPS Y12, Y11, Y11
+	VMOVUPS Y11, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ geluloop
+geludone:
+	VZEROUPPER
+	RET
+
+// func geluGradF32(dx, x, dy *float32, n int)
+// dx = dy * (0.5(1+t) + 0.5x(1-t²)·c(1+3·0.044715x²)), t = tanh(u), computed
+// as dy·p·(1 + 2x·r·c(1+3·0.044715x²)) with p and r from SIGMOID2.
+TEXT ·geluGradF32(SB), NOSPLIT, $0-32
+	MOVQ dx+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ dy+16(FP), DX
+	MOVQ n+24(FP), CX
+	VMOVUPS hi<>(SB), Y8
+	VMOVUPS lo<>(SB), Y9
+	SHRQ $3, CX
+	JZ ggdone
+ggloop:
+	VMOVUPS (SI), Y12
+	GELUARG
+	SIGMOID2
+	VMULPS Y12, Y12, Y13
+	VMULPS gelu3a<>(SB), Y13, Y13
+	VADDPS one<>(SB), Y13, Y13
+	VMULPS geluc<>(SB), Y13, Y13
+	VMULPS Y10, Y13, Y13
+	VMULPS Y12, Y13, Y13
+	VADDPS Y13, Y13, Y13
+	VADDPS one<>(SB), Y13, Y13
+	VMULPS Y11, Y13, Y13
+	VMULPS (DX), Y13, Y13
+	VMOVUPS Y13, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, DI
+	DECQ CX
+	JNZ ggloop
+ggdone:
+	VZEROUPPER
+	RET
+
+// func sumSquaresF32(x *float32, n int) float64
+// The sum of x[i]² in float64 (two accumulators of 4 lanes). n is a
+// multiple of 8.
+TEXT ·sumSquaresF32(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	VXORPD Y5, Y5, Y5
+	VXORPD Y6, Y6, Y6
+	SHRQ $3, CX
+	JZ ssdone
+ssloop:
+	VCVTPS2PD (SI), Y0
+	VCVTPS2PD 16(SI), Y1
+	VFMADD231PD Y0, Y0, Y5
+	VFMADD231PD Y1, Y1, Y6
+	ADDQ $32, SI
+	DECQ CX
+	JNZ ssloop
+ssdone:
+	HSUM
+	VZEROUPPER
+	MOVSD X5, ret+16(FP)
+	RET
+
 DATA log2e<>+0(SB)/4, $0x3fb8aa3b
 DATA log2e<>+4(SB)/4, $0x3fb8aa3b
 DATA log2e<>+8(SB)/4, $0x3fb8aa3b
@@ -207,3 +310,48 @@ DATA i127<>+20(SB)/4, $127
 DATA i127<>+24(SB)/4, $127
 DATA i127<>+28(SB)/4, $127
 GLOBL i127<>(SB), RODATA|NOPTR, $32
+DATA geluc<>+0(SB)/4, $0x3f4c422a
+DATA geluc<>+4(SB)/4, $0x3f4c422a
+DATA geluc<>+8(SB)/4, $0x3f4c422a
+DATA geluc<>+12(SB)/4, $0x3f4c422a
+DATA geluc<>+16(SB)/4, $0x3f4c422a
+DATA geluc<>+20(SB)/4, $0x3f4c422a
+DATA geluc<>+24(SB)/4, $0x3f4c422a
+DATA geluc<>+28(SB)/4, $0x3f4c422a
+GLOBL geluc<>(SB), RODATA|NOPTR, $32
+DATA gelua<>+0(SB)/4, $0x3d372713
+DATA gelua<>+4(SB)/4, $0x3d372713
+DATA gelua<>+8(SB)/4, $0x3d372713
+DATA gelua<>+12(SB)/4, $0x3d372713
+DATA gelua<>+16(SB)/4, $0x3d372713
+DATA gelua<>+20(SB)/4, $0x3d372713
+DATA gelua<>+24(SB)/4, $0x3d372713
+DATA gelua<>+28(SB)/4, $0x3d372713
+GLOBL gelua<>(SB), RODATA|NOPTR, $32
+DATA gelu3a<>+0(SB)/4, $0x3e095d4f
+DATA gelu3a<>+4(SB)/4, $0x3e095d4f
+DATA gelu3a<>+8(SB)/4, $0x3e095d4f
+DATA gelu3a<>+12(SB)/4, $0x3e095d4f
+DATA gelu3a<>+16(SB)/4, $0x3e095d4f
+DATA gelu3a<>+20(SB)/4, $0x3e095d4f
+DATA gelu3a<>+24(SB)/4, $0x3e095d4f
+DATA gelu3a<>+28(SB)/4, $0x3e095d4f
+GLOBL gelu3a<>(SB), RODATA|NOPTR, $32
+DATA two<>+0(SB)/4, $0x40000000
+DATA two<>+4(SB)/4, $0x40000000
+DATA two<>+8(SB)/4, $0x40000000
+DATA two<>+12(SB)/4, $0x40000000
+DATA two<>+16(SB)/4, $0x40000000
+DATA two<>+20(SB)/4, $0x40000000
+DATA two<>+24(SB)/4, $0x40000000
+DATA two<>+28(SB)/4, $0x40000000
+GLOBL two<>(SB), RODATA|NOPTR, $32
+DATA half<>+0(SB)/4, $0x3f000000
+DATA half<>+4(SB)/4, $0x3f000000
+DATA half<>+8(SB)/4, $0x3f000000
+DATA half<>+12(SB)/4, $0x3f000000
+DATA half<>+16(SB)/4, $0x3f000000
+DATA half<>+20(SB)/4, $0x3f000000
+DATA half<>+24(SB)/4, $0x3f000000
+DATA half<>+28(SB)/4, $0x3f000000
+GLOBL half<>(SB), RODATA|NOPTR, $32

@@ -22,3 +22,12 @@ func pow2(n int32) float32 { return math.Float32frombits(uint32(n+127) << 23) }
 
 //go:noescape
 func adamwF32(p, grad, m, v *float32, n int, k *[9]float32)
+
+//go:noescape
+func geluF32(dst, x *float32, n int)
+
+//go:noescape
+func geluGradF32(dx, x, dy *float32, n int)
+
+//go:noescape
+func sumSquaresF32(x *float32, n int) float64

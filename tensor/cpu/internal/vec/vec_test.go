@@ -102,3 +102,43 @@ func TestAdamWMatchesFloat64(t *testing.T) {
 		}
 	}
 }
+
+func TestGELUAndGrad(t *testing.T) {
+	var x []float32
+	for v := -12.0; v <= 12; v += 0.0731 {
+		x = append(x, float32(v))
+	}
+	x = append(x, 0, 50, -50, 1e-4)
+	y, dx, dy := make([]float32, len(x)), make([]float32, len(x)), make([]float32, len(x))
+	for i := range dy {
+		dy[i] = float32(i%5) - 1.5
+	}
+	GELU(y, x)
+	GELUGrad(dx, x, dy)
+	for i, v := range x {
+		u := geluC * (float64(v) + 0.044715*float64(v)*float64(v)*float64(v))
+		th := math.Tanh(u)
+		want := 0.5 * float64(v) * (1 + th)
+		wantG := float64(dy[i]) * (0.5*(1+th) + 0.5*float64(v)*(1-th*th)*geluC*(1+3*0.044715*float64(v)*float64(v)))
+		if math.Abs(float64(y[i])-want) > 2e-6*math.Max(1, math.Abs(want)) {
+			t.Fatalf("GELU(%g) = %g, want %g", v, y[i], want)
+		}
+		if math.Abs(float64(dx[i])-wantG) > 2e-6*math.Max(1, math.Abs(wantG)) {
+			t.Fatalf("GELU'(%g)·%g = %g, want %g", v, dy[i], dx[i], wantG)
+		}
+	}
+}
+
+func TestSumSquares(t *testing.T) {
+	for _, n := range []int{0, 3, 8, 19, 1000} {
+		x := make([]float32, n)
+		var want float64
+		for i := range x {
+			x[i] = float32(i%13) * 0.37
+			want += float64(x[i]) * float64(x[i])
+		}
+		if got := SumSquares(x); math.Abs(got-want) > 1e-12*math.Max(1, want) {
+			t.Fatalf("n=%d: %g, want %g", n, got, want)
+		}
+	}
+}
