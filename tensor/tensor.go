@@ -349,33 +349,21 @@ func (t *Tensor) Detach() *Tensor { return t.view() }
 
 // Float32s returns the elements in row-major order as float32, converting
 // from any dtype; it waits for queued work.
-func (t *Tensor) Float32s() []float32 {
-	c := t.hostCopy(Float32)
-	out := make([]float32, c.Len())
-	check("read", c.Backend().Read(out, c.ref()))
-	if c != t {
-		c.Release()
-	}
-	return out
-}
+func (t *Tensor) Float32s() []float32 { return readHost[float32](t, Float32) }
 
 // Float64s returns the elements in row-major order as float64, converting
 // from any dtype; it waits for queued work.
-func (t *Tensor) Float64s() []float64 {
-	c := t.hostCopy(Float64)
-	out := make([]float64, c.Len())
-	check("read", c.Backend().Read(out, c.ref()))
-	if c != t {
-		c.Release()
-	}
-	return out
-}
+func (t *Tensor) Float64s() []float64 { return readHost[float64](t, Float64) }
 
 // Int32s returns the elements in row-major order as int32 (truncating
 // floats); it waits for queued work.
-func (t *Tensor) Int32s() []int32 {
-	c := t.hostCopy(Int32)
-	out := make([]int32, c.Len())
+func (t *Tensor) Int32s() []int32 { return readHost[int32](t, Int32) }
+
+// readHost reads t into a new host slice of element type T, which must be
+// dt's Go type.
+func readHost[T float32 | float64 | int32](t *Tensor, dt DType) []T {
+	c := t.hostCopy(dt)
+	out := make([]T, c.Len())
 	check("read", c.Backend().Read(out, c.ref()))
 	if c != t {
 		c.Release()

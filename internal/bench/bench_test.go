@@ -22,15 +22,22 @@ func trainTiny(t *testing.T, be tensor.Backend, steps int) []float64 {
 	ids, pos, targets := batchData(be, tiny.Vocab, 2, tiny.Context)
 	var losses []float64
 	for range steps {
-		loss := m.Loss(ids, pos, targets)
-		loss.Backward()
-		scale := train.ClipScale(train.GradNorm(opt.Params()), 1)
-		if err := opt.Step(1e-2, scale); err != nil {
-			t.Fatal(err)
-		}
-		losses = append(losses, loss.Item())
+		losses = append(losses, trainStep(t, m, opt, 1e-2, ids, pos, targets))
 	}
 	return losses
+}
+
+// trainStep runs forward, backward, clipping at norm 1 and AdamW at lr,
+// and returns the loss.
+func trainStep(t testing.TB, m *GPT, opt *train.AdamW, lr float64, ids, pos, targets *tensor.Tensor) float64 {
+	loss := m.Loss(ids, pos, targets)
+	loss.Backward()
+	if err := opt.Step(lr, train.ClipScale(train.GradNorm(opt.Params()), 1)); err != nil {
+		t.Fatal(err)
+	}
+	l := loss.Item()
+	loss.Release()
+	return l
 }
 
 func TestGPTLearnsBatch(t *testing.T) {
@@ -70,12 +77,7 @@ func TestStepReusesBuffers(t *testing.T) {
 		if i == 1 {
 			before = be.MemoryStats()
 		}
-		loss := m.Loss(ids, pos, targets)
-		loss.Backward()
-		if err := opt.Step(1e-3, train.ClipScale(train.GradNorm(opt.Params()), 1)); err != nil {
-			t.Fatal(err)
-		}
-		loss.Release()
+		trainStep(t, m, opt, 1e-3, ids, pos, targets)
 	}
 	after := be.MemoryStats()
 	if n := after.Allocs - before.Allocs; n != 0 {
@@ -120,18 +122,10 @@ func BenchmarkGPTStep(b *testing.B) {
 		b.Fatal(err)
 	}
 	ids, pos, targets := batchData(be, DefaultGPT.Vocab, 4, 64)
-	step := func() {
-		loss := m.Loss(ids, pos, targets)
-		loss.Backward()
-		if err := opt.Step(3e-4, train.ClipScale(train.GradNorm(opt.Params()), 1)); err != nil {
-			b.Fatal(err)
-		}
-		loss.Release()
-	}
-	step()
+	trainStep(b, m, opt, 3e-4, ids, pos, targets)
 	b.ReportAllocs()
 	for b.Loop() {
-		step()
+		trainStep(b, m, opt, 3e-4, ids, pos, targets)
 	}
 	b.ReportMetric(float64(4*64*b.N)/b.Elapsed().Seconds(), "tokens/s")
 }

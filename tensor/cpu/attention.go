@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/minnowml/minnow/tensor"
+	"github.com/minnowml/minnow/tensor/cpu/internal/vec"
 )
 
 // Fused scaled-dot-product attention.
@@ -266,17 +267,18 @@ func gemmT[T float](tA, tB bool, m, n, k int, alpha float64, a []T, lda int, b [
 		}
 		return
 	}
-	switch cc := any(c).(type) {
-	case []float32:
-		sgemm(tA, tB, m, n, k, float32(alpha), any(a).([]float32), lda, any(b).([]float32), ldb, float32(beta), cc, ldc)
-	case []float64:
-		dgemm(tA, tB, m, n, k, alpha, any(a).([]float64), lda, any(b).([]float64), ldb, beta, cc, ldc)
+	if cf, ok := asF32(c); ok {
+		af, _ := asF32(a)
+		bf, _ := asF32(b)
+		sgemm(tA, tB, m, n, k, float32(alpha), af, lda, bf, ldb, float32(beta), cf, ldc)
+		return
 	}
+	dgemm(tA, tB, m, n, k, alpha, asF64(a), lda, asF64(b), ldb, beta, asF64(c), ldc)
 }
 
 // exactExp reports whether T's rows use math.Exp: float64 serves gradient
-// checks and references, where the fast Exp's 2e-9 relative error would
-// show; float32 rounds far above it and takes the fast Exp.
+// checks and references, where a fast exp's error would show; float32 rows
+// take the SIMD kernels.
 func exactExp[T float]() bool {
 	var z T
 	_, ok := any(z).(float64)
@@ -314,12 +316,8 @@ func expRow[T float](row []T, lim int, mask []T) (mx, sum float64) {
 		}
 		return mx, sum
 	}
-	for j, x := range live {
-		e := Exp(float64(x) - mx)
-		live[j] = T(e)
-		sum += e
-	}
-	return mx, sum
+	f, _ := asF32(live)
+	return mx, vec.ExpScale(f, f, float32(mx), 1)
 }
 
 // probRow turns the first lim scores of row into probabilities
@@ -343,9 +341,8 @@ func probRow[T float](row []T, lim int, mask []T, lse float64) {
 		}
 		return
 	}
-	for j, x := range live {
-		live[j] = T(Exp(float64(x) - lse))
-	}
+	f, _ := asF32(live)
+	vec.ExpScale(f, f, float32(lse), 1)
 }
 
 func attnForward[T float](be *Backend, p *attnPlan, q, k, v, mask, o, lse []T) {

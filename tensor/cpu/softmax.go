@@ -273,3 +273,12 @@ func asF32[T float](x []T) ([]float32, bool) {
 	}
 	return unsafe.Slice((*float32)(unsafe.Pointer(&x[0])), len(x)), true
 }
+
+// asF64 views a float64 slice of a generic kernel as []float64; it is only
+// called where T is float64.
+func asF64[T float](x []T) []float64 {
+	if len(x) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*float64)(unsafe.Pointer(&x[0])), len(x))
+}
