@@ -1,6 +1,6 @@
 module github.com/minnowml/minnow/interop/gorgonia
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/minnowml/minnow v0.0.0
@@ -23,6 +23,7 @@ require (
 	github.com/google/flatbuffers v1.12.0 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/xtgo/set v1.0.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/xerrors v0.0.0-20200804184101-5ec99f83aff1 // indirect
 	gonum.org/v1/gonum v0.17.0 // indirect
 	google.golang.org/protobuf v1.25.0 // indirect
