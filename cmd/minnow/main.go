@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -20,22 +21,51 @@ const (
 	exitBadInput = 2
 )
 
-func main() {
+func main() { os.Exit(run(os.Args, os.Stdout, os.Stderr)) }
+
+// run executes the command line args, writing to stdout and stderr, and
+// returns the process exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	if err := app.Run(args); err != nil {
+		fmt.Fprintln(stderr, "minnow:", err)
+		var ue usageErr
+		if errors.As(err, &ue) {
+			return exitBadInput
+		}
+		return exitFailed
+	}
+	return 0
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:           "minnow",
 		Usage:          "train, fine-tune, align and distill small language models",
 		Flags:          []cli.Flag{&cli.IntFlag{Name: "threads", Usage: "CPU threads (default: MINNOW_THREADS, else all cores)"}},
 		Commands:       []*cli.Command{versionCmd(), benchCmd()},
+		Writer:         stdout,
+		ErrWriter:      stderr,
 		OnUsageError:   usageError,
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "minnow:", err)
-		var ue usageErr
-		if errors.As(err, &ue) {
-			os.Exit(exitBadInput)
+	app.Action = func(c *cli.Context) error {
+		if c.Args().Present() {
+			return usageErr{fmt.Errorf("unknown command %q (see --help)", c.Args().First())}
 		}
-		os.Exit(exitFailed)
+		return cli.ShowAppHelp(c)
+	}
+	for _, cmd := range app.Commands {
+		setUsageError(cmd)
+	}
+	return app
+}
+
+// setUsageError makes flag errors of cmd and its subcommands bad input.
+func setUsageError(cmd *cli.Command) {
+	cmd.OnUsageError = usageError
+	for _, sub := range cmd.Subcommands {
+		setUsageError(sub)
 	}
 }
 
@@ -61,7 +91,7 @@ func versionCmd() *cli.Command {
 			if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
 				v = bi.Main.Version
 			}
-			fmt.Printf("minnow %s (%s %s/%s)\nbackend: %s\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH, backend(c).Describe())
+			fmt.Fprintf(c.App.Writer, "minnow %s (%s %s/%s)\nbackend: %s\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH, backend(c).Describe())
 			return nil
 		},
 	}
@@ -79,19 +109,21 @@ func benchCmd() *cli.Command {
 				&cli.IntFlag{Name: "warmup", Value: 3, Usage: "untimed steps first"},
 				&cli.IntFlag{Name: "batch", Value: 4},
 				&cli.IntFlag{Name: "seq", Value: 64},
+				&cli.IntFlag{Name: "vocab", Value: bench.DefaultGPT.Vocab, Usage: "vocabulary size (smaller for a quick check)"},
 				&cli.BoolFlag{Name: "quiet", Usage: "print only the RESULT line"},
 			},
 			Action: func(c *cli.Context) error {
-				if c.Int("steps") < 1 || c.Int("batch") < 1 || c.Int("seq") < 1 || c.Int("warmup") < 0 {
-					return usageErr{errors.New("--steps, --batch and --seq must be positive and --warmup not negative")}
+				if c.Int("steps") < 1 || c.Int("batch") < 1 || c.Int("seq") < 1 || c.Int("vocab") < 2 || c.Int("warmup") < 0 {
+					return usageErr{errors.New("--steps, --batch and --seq must be positive, --vocab at least 2 and --warmup not negative")}
 				}
 				be := backend(c)
 				cfg := bench.DefaultGPT
-				cfg.Context = c.Int("seq")
+				cfg.Context, cfg.Vocab = c.Int("seq"), c.Int("vocab")
 				var progress func(string)
+				out := c.App.Writer
 				if !c.Bool("quiet") {
-					fmt.Println("backend:", be.Describe())
-					progress = func(s string) { fmt.Println(s) }
+					fmt.Fprintln(out, "backend:", be.Describe())
+					progress = func(s string) { fmt.Fprintln(out, s) }
 				}
 				var res bench.CoreResult
 				err := tensor.Catch(func() {
@@ -101,10 +133,10 @@ func benchCmd() *cli.Command {
 					return err
 				}
 				if !c.Bool("quiet") {
-					fmt.Printf("loss %.4f -> %.4f; per step: %.0f new buffers, %.0f Go heap objects (%.0f KB)\n",
+					fmt.Fprintf(out, "loss %.4f -> %.4f; per step: %.0f new buffers, %.0f Go heap objects (%.0f KB)\n",
 						res.FirstLoss, res.LastLoss, res.AllocsPerStep, res.HeapObjectsPerStep, res.HeapBytesPerStep/1024)
 				}
-				fmt.Println(res.Line())
+				fmt.Fprintln(out, res.Line())
 				return nil
 			},
 		}},
