@@ -20,14 +20,15 @@ var (
 	exact = tol{0, 0}
 	// tolStd covers sums and products in the dtype under test.
 	tolStd = tol{1e-5, 1e-12}
-	// tolFn covers transcendental functions (exp, tanh, sigmoid): a
-	// backend may evaluate them with a fast approximation good to a few
-	// parts in 1e9, which is ample for float64's role as the reference of
-	// gradient checks (they need 1e-6).
-	tolFn = tol{1e-5, 1e-8}
+	// tolFn covers transcendental functions (exp, tanh, sigmoid). Float64
+	// must be accurate to the last few bits: it is the reference of
+	// gradient checks, whose central differences turn any step or kink in
+	// an approximation into a gradient error (a polynomial exp with 3e-9
+	// jumps at (k+½)·ln2 once failed them by 1e-3).
+	tolFn = tol{1e-5, 1e-12}
 	// tolSoft covers softmax, cross-entropy and attention, which chain
 	// exponentials, a normalising sum and, for attention, two products.
-	tolSoft = tol{1e-4, 1e-8}
+	tolSoft = tol{1e-4, 1e-11}
 	// tolRoPE covers rotary embedding: angles up to ~50 radians computed in
 	// float32 lose about 50*2^-24 ≈ 3e-6 before the sine.
 	tolRoPE = tol{3e-5, 1e-10}

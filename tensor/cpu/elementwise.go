@@ -164,7 +164,7 @@ func unaryRun[T float](b *Backend, a *tensor.UnaryArgs, x, y []T) {
 func unaryFunc(op tensor.UnaryOp, alpha float64) func(float64) float64 {
 	switch op {
 	case tensor.Exp:
-		return Exp
+		return math.Exp
 	case tensor.Log:
 		return math.Log
 	case tensor.Sqrt:

@@ -94,7 +94,7 @@ func softmaxGradRun[T float](b *Backend, a *tensor.SoftmaxArgs, y, dy, dx []T) {
 					s += float64(g)
 				}
 				for j, v := range yr {
-					dr[j] = T(float64(gr[j]) - Exp(float64(v))*s)
+					dr[j] = T(float64(gr[j]) - math.Exp(float64(v))*s)
 				}
 				continue
 			}
@@ -142,63 +142,35 @@ func logSumExp[T float](row []T) float64 {
 	return m + math.Log(expSum(row, m))
 }
 
-// expInRange reports whether expCore(x) equals Exp(x).
-func expInRange(x float64) bool { return x >= -708 && x <= 709 }
-
-// expPair returns Exp(x0) and Exp(x1).
-func expPair(x0, x1 float64) (float64, float64) {
-	if expInRange(x0) && expInRange(x1) {
-		return expCore(x0), expCore(x1)
-	}
-	return Exp(x0), Exp(x1)
-}
-
-// expSum returns the sum of Exp(row[j] - shift) in float64; float32 rows
-// go through the SIMD kernel.
+// expSum returns the sum of e^(row[j] - shift) in float64: float32 rows go
+// through the SIMD kernel, float64 rows through math.Exp, since float64
+// serves gradient checks and references, where any approximation would show.
 func expSum[T float](row []T, shift float64) float64 {
 	if f, ok := asF32(row); ok {
 		return vec.ExpSum(f, float32(shift))
 	}
-	var s0, s1 float64
-	j := 0
-	for ; j+2 <= len(row); j += 2 {
-		x0, x1 := float64(row[j])-shift, float64(row[j+1])-shift
-		if expInRange(x0) && expInRange(x1) {
-			s0 += expCore(x0)
-			s1 += expCore(x1)
-		} else {
-			s0 += Exp(x0)
-			s1 += Exp(x1)
-		}
+	var s float64
+	for _, v := range row {
+		s += math.Exp(float64(v) - shift)
 	}
-	if j < len(row) {
-		s0 += Exp(float64(row[j]) - shift)
-	}
-	return s0 + s1
+	return s
 }
 
-// expScaled sets dst[j] = Exp(row[j] - shift) * scale and returns the sum
-// of the exponentials in float64. dst may be row.
+// expScaled sets dst[j] = e^(row[j] - shift) * scale and returns the sum
+// of the exponentials in float64, computed as expSum does. dst may be row.
 func expScaled[T float](dst, row []T, shift, scale float64) float64 {
 	if f, ok := asF32(row); ok {
 		d, _ := asF32(dst)
 		return vec.ExpScale(d, f, float32(shift), float32(scale))
 	}
 	dst = dst[:len(row)]
-	var s0, s1 float64
-	j := 0
-	for ; j+2 <= len(row); j += 2 {
-		e0, e1 := expPair(float64(row[j])-shift, float64(row[j+1])-shift)
-		s0 += e0
-		s1 += e1
-		dst[j], dst[j+1] = T(e0*scale), T(e1*scale)
-	}
-	if j < len(row) {
-		e := Exp(float64(row[j]) - shift)
-		s0 += e
+	var s float64
+	for j, v := range row {
+		e := math.Exp(float64(v) - shift)
+		s += e
 		dst[j] = T(e * scale)
 	}
-	return s0 + s1
+	return s
 }
 
 func crossEntropyRun[T float](b *Backend, a *tensor.CrossEntropyArgs, x, loss, lse []T) {
@@ -259,7 +231,7 @@ func crossEntropyGradRun[T float](b *Backend, a *tensor.CrossEntropyArgs, x, lse
 			}
 			g := float64(dloss[r])
 			expScaled(dr, xr, l, g)
-			dr[t] = T((Exp(float64(xr[t])-l) - 1) * g)
+			dr[t] = T((math.Exp(float64(xr[t])-l) - 1) * g)
 		}
 	})
 }
