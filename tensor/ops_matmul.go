@@ -18,17 +18,25 @@ func asMat(t *Tensor) (mat, bool) {
 	r := t.rank
 	m := mat{ref: t.ref(), rows: t.dims[r-2], cols: t.dims[r-1], batch: 1}
 	rs, cs := t.strides[r-2], t.strides[r-1]
+	// BLAS needs a leading dimension of at least the stored row length;
+	// anything else (overlapping rows) goes through a copy.
 	switch {
 	case cs == 1 || m.cols == 1:
-		m.ld = max(rs, m.cols)
-		if m.rows == 1 {
-			m.ld = max(m.cols, 1)
+		m.ld = max(m.cols, 1)
+		if m.rows > 1 {
+			if rs < m.cols {
+				return m, false
+			}
+			m.ld = rs
 		}
 	case rs == 1 || m.rows == 1:
 		m.trans = true
-		m.ld = max(cs, m.rows)
-		if m.cols == 1 {
-			m.ld = max(m.rows, 1)
+		m.ld = max(m.rows, 1)
+		if m.cols > 1 {
+			if cs < m.rows {
+				return m, false
+			}
+			m.ld = cs
 		}
 	default:
 		return m, false
@@ -45,9 +53,6 @@ func asMat(t *Tensor) (mat, bool) {
 			return m, false
 		}
 		m.batch *= t.dims[i]
-		if stride == -1 {
-			stride = t.strides[i]
-		}
 	}
 	if stride > 0 {
 		m.batchStride = stride

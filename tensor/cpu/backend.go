@@ -89,13 +89,6 @@ func (s *Storage) Len() int {
 	return len(s.u16)
 }
 
-// Float32s returns the storage's float32 elements, or nil for another dtype;
-// it lets tests and interop code read CPU tensors without a copy.
-func (s *Storage) Float32s() []float32 { return s.f32 }
-
-// Float64s returns the storage's float64 elements, or nil for another dtype.
-func (s *Storage) Float64s() []float64 { return s.f64 }
-
 // Alloc returns pooled storage of exactly n elements when available, else
 // new memory; contents are undefined. It never fails on the CPU short of
 // the runtime's own out-of-memory crash, but returns an error for a
