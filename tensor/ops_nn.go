@@ -281,9 +281,9 @@ func RoPEFreqs(be Backend, dt DType, rotDim int, theta float64) *Tensor {
 	return From(be, dt, f, len(f))
 }
 
-// Embedding returns the rows of table selected by ids; the gradient adds
-// each row's gradient into a zeroed gradient of table at its id, summing
-// over repeated ids. Shapes: table [V, C], ids [...] (i32) -> [..., C]. It
+// Embedding returns the rows of table selected by ids; the backward adds
+// each row's gradient into table's gradient at its id (in place, summing
+// over repeated ids, so a tied embedding's two gradients share one buffer). Shapes: table [V, C], ids [...] (i32) -> [..., C]. It
 // panics with *Error when table is not 2-D and f32 or f64, ids is not i32,
 // or an id lies outside [0, V).
 func Embedding(table, ids *Tensor) *Tensor {
