@@ -3,12 +3,16 @@ SHELL := /bin/bash
 export MINNOW_DATA ?= $(abspath ../shared/data)
 GO ?= go
 
-.PHONY: deps test test-long test-nocgo bench demo lint build
+.PHONY: deps deps-node test test-long bench demo lint build
 
 deps: ## Install OpenBLAS when missing (as root, through apt-get); without it, build with CGO_ENABLED=0.
 	@if ldconfig -p | grep -q 'libopenblas\.so ' && { [ -e /usr/include/x86_64-linux-gnu/cblas.h ] || [ -e /usr/include/cblas.h ]; }; then :; \
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev >/dev/null; \
 	else echo "deps: libopenblas-dev is missing and this is not root: install it, or build with CGO_ENABLED=0 (pure-Go BLAS)" >&2; exit 1; fi
+
+deps-node: ## Install the npm reference tools (tiktoken) that benchmarks compare against.
+	@command -v npm >/dev/null || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; else echo "deps-node: npm is missing" >&2; exit 1; fi; }
+	@[ -d tools/node/node_modules/tiktoken ] || (cd tools/node && npm ci --silent --no-audit --no-fund)
 
 build: deps
 	$(GO) build ./...
@@ -22,8 +26,9 @@ test: deps lint
 test-long: test
 	$(GO) test -count=1 -run . -bench . -benchtime 1x ./...
 
-bench: deps
+bench: deps deps-node
 	$(GO) run ./cmd/minnow bench core
+	$(GO) run ./cmd/minnow bench tokenize --compare
 
 demo: deps
 	$(GO) run ./cmd/minnow version

@@ -10,7 +10,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/minnowml/minnow/internal/bench"
 	"github.com/minnowml/minnow/tensor"
 	"github.com/minnowml/minnow/tensor/cpu"
 )
@@ -43,7 +42,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Name:           "minnow",
 		Usage:          "train, fine-tune, align and distill small language models",
 		Flags:          []cli.Flag{&cli.IntFlag{Name: "threads", Usage: "CPU threads (default: MINNOW_THREADS, else all cores)"}},
-		Commands:       []*cli.Command{versionCmd(), benchCmd()},
+		Commands:       []*cli.Command{versionCmd(), benchCmd(), tokenizerCmd(), dataCmd()},
 		Writer:         stdout,
 		ErrWriter:      stderr,
 		OnUsageError:   usageError,
@@ -94,51 +93,5 @@ func versionCmd() *cli.Command {
 			fmt.Fprintf(c.App.Writer, "minnow %s (%s %s/%s)\nbackend: %s\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH, backend(c).Describe())
 			return nil
 		},
-	}
-}
-
-func benchCmd() *cli.Command {
-	return &cli.Command{
-		Name:  "bench",
-		Usage: "measure performance",
-		Subcommands: []*cli.Command{{
-			Name:  "core",
-			Usage: "SGEMM rate and GPT-2-shaped training steps (4 layers, width 256, vocab 50257, batch 4 x 64 tokens)",
-			Flags: []cli.Flag{
-				&cli.IntFlag{Name: "steps", Value: 10, Usage: "timed training steps"},
-				&cli.IntFlag{Name: "warmup", Value: 3, Usage: "untimed steps first"},
-				&cli.IntFlag{Name: "batch", Value: 4},
-				&cli.IntFlag{Name: "seq", Value: 64},
-				&cli.IntFlag{Name: "vocab", Value: bench.DefaultGPT.Vocab, Usage: "vocabulary size (smaller for a quick check)"},
-				&cli.BoolFlag{Name: "quiet", Usage: "print only the RESULT line"},
-			},
-			Action: func(c *cli.Context) error {
-				if c.Int("steps") < 1 || c.Int("batch") < 1 || c.Int("seq") < 1 || c.Int("vocab") < 2 || c.Int("warmup") < 0 {
-					return usageErr{errors.New("--steps, --batch and --seq must be positive, --vocab at least 2 and --warmup not negative")}
-				}
-				be := backend(c)
-				cfg := bench.DefaultGPT
-				cfg.Context, cfg.Vocab = c.Int("seq"), c.Int("vocab")
-				var progress func(string)
-				out := c.App.Writer
-				if !c.Bool("quiet") {
-					fmt.Fprintln(out, "backend:", be.Describe())
-					progress = func(s string) { fmt.Fprintln(out, s) }
-				}
-				var res bench.CoreResult
-				err := tensor.Catch(func() {
-					res = bench.Core(be, cfg, c.Int("batch"), c.Int("seq"), c.Int("warmup"), c.Int("steps"), progress)
-				})
-				if err != nil {
-					return err
-				}
-				if !c.Bool("quiet") {
-					fmt.Fprintf(out, "loss %.4f -> %.4f; per step: %.0f new buffers, %.0f Go heap objects (%.0f KB)\n",
-						res.FirstLoss, res.LastLoss, res.AllocsPerStep, res.HeapObjectsPerStep, res.HeapBytesPerStep/1024)
-				}
-				fmt.Fprintln(out, res.Line())
-				return nil
-			},
-		}},
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -39,5 +40,74 @@ func TestCommands(t *testing.T) {
 				t.Errorf("an error must be one line starting with %q, got %q", "minnow: ", errOut.String())
 			}
 		})
+	}
+}
+
+// TestBenchTokenize runs the tokenizer benchmark on a small text with the
+// GPT-2 files from MINNOW_DATA.
+func TestBenchTokenize(t *testing.T) {
+	dir := os.Getenv("MINNOW_DATA")
+	if dir == "" {
+		t.Skip("MINNOW_DATA is not set; it holds the GPT-2 tokenizer files")
+	}
+	text := t.TempDir() + "/t.txt"
+	if err := os.WriteFile(text, []byte("Hello world, it's 2026!\n  Tokens  \u00e9t\u00e9.\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := run([]string{"minnow", "bench", "tokenize", "--text", text, "--reps", "1",
+		"--vocab", dir + "/tokenizers/gpt2/vocab.json", "--merges", dir + "/tokenizers/gpt2/merges.txt"}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if !regexp.MustCompile(`^RESULT mb_per_s=[0-9.]+ tokens=1[0-9]\n$`).MatchString(out.String()) {
+		t.Fatalf("unexpected output %q", out.String())
+	}
+	code = run([]string{"minnow", "bench", "tokenize", "--text", text, "--vocab", dir + "/missing.json"}, &out, &errOut)
+	if code != 2 || !strings.Contains(errOut.String(), "missing.json") {
+		t.Fatalf("a missing vocabulary must be bad input naming the file; got exit %d, %q", code, errOut.String())
+	}
+}
+
+// TestDataCommands covers the tokenizer and data commands end to end:
+// train a vocabulary to GGUF, encode and decode with it, and generate
+// arithmetic problems.
+func TestDataCommands(t *testing.T) {
+	dir := t.TempDir()
+	corpus := dir + "/corpus.txt"
+	if err := os.WriteFile(corpus, []byte(strings.Repeat("the cat sat on the mat. the dog sat on the log.\n", 50)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tok := dir + "/tok.gguf"
+	runOK := func(args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := run(append([]string{"minnow"}, args...), &out, &errOut); code != 0 {
+			t.Fatalf("minnow %v: exit %d: %s", args, code, errOut.String())
+		}
+		return out.String()
+	}
+	// The corpus has few distinct words, so training stops once they are
+	// whole tokens, below the 300 asked for.
+	if out := runOK("tokenizer", "train", "--vocab-size", "300", "--out", tok, corpus); !regexp.MustCompile(`: 2[5-9][0-9] tokens, [0-9]+ merges`).MatchString(out) {
+		t.Fatalf("train printed %q", out)
+	}
+	ids := strings.TrimSpace(runOK("tokenizer", "encode", "-t", tok, "the cat sat"))
+	if n := len(strings.Fields(ids)); n == 0 || n >= len("the cat sat") {
+		t.Fatalf("the trained tokenizer did not merge anything: %q", ids)
+	}
+	if got := runOK(append([]string{"tokenizer", "decode", "-t", tok}, strings.Fields(ids)...)...); got != "the cat sat\n" {
+		t.Fatalf("decode gave %q", got)
+	}
+	lines := strings.Split(strings.TrimSpace(runOK("data", "arith", "--n", "3", "--seed", "7")), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], "####") {
+		t.Fatalf("arith printed %q", lines)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"minnow", "tokenizer", "decode", "-t", tok, "99999"}, &out, &errOut); code != 2 {
+		t.Fatalf("an out-of-range id must be bad input, got exit %d", code)
+	}
+	if code := run([]string{"minnow", "data", "arith", "--max-digits", "50"}, &out, &errOut); code != 2 {
+		t.Fatalf("a bad difficulty must be bad input, got exit %d", code)
 	}
 }
