@@ -158,7 +158,7 @@ func classifySlow(r rune) charClass {
 		return asciiClass[r]
 	}
 	switch {
-	case r == 0x3000:
+	case unicode.IsSpace(r):
 		return classSpace
 	case unicode.IsLetter(r):
 		return classLetter

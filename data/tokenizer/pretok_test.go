@@ -39,6 +39,7 @@ func TestPreTokenizerSplits(t *testing.T) {
 		{"gpt-2", " 123abc", []string{" 123", "abc"}},
 		{"gpt-2", "ied 4 ½ months", []string{"ied", " 4", " ½", " months"}},
 		{"gpt-2", "a\u00a0b\u3000c", []string{"a", "\u00a0", "b", "\u3000", "c"}},
+		{"gpt-2", "a\u00a0\u00a0b", []string{"a", "\u00a0", "\u00a0", "b"}}, // NBSP is \s
 		{"gpt-2", "a\x1cb", []string{"a", "\x1c", "b"}}, // U+001C is not White_Space
 		{"gpt-2", "нещо на", []string{"нещо", " на"}},
 		{"gpt-2", "🦙.cpp", []string{"🦙.", "cpp"}},
