@@ -450,14 +450,17 @@ type hfConfig struct {
 }
 
 // hfTokenRef is a special token given as its text or as an AddedToken
-// object with the text in "content".
+// object with the text in "content"; an explicit null (present but not
+// set) means the model has no such token.
 type hfTokenRef struct {
-	text string
-	set  bool
+	text    string
+	set     bool
+	present bool
 }
 
 func (r *hfTokenRef) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
+	r.present = true
 	if string(b) == "null" {
 		return nil
 	}
@@ -479,8 +482,9 @@ func (r *hfTokenRef) UnmarshalJSON(b []byte) error {
 }
 
 // applyHFConfig overrides v's special tokens and flags with those of
-// tokenizer_config.json (raw, nil when there is none). Without add_bos_token,
-// a Llama 3 vocabulary adds BOS, as llama.cpp assumes for it.
+// tokenizer_config.json (raw, nil when there is none); a token set to null
+// there is removed. Without add_bos_token, a Llama 3 vocabulary adds BOS,
+// as llama.cpp assumes for it.
 func applyHFConfig(v *Vocab, raw []byte) error {
 	var c hfConfig
 	if raw != nil {
@@ -494,6 +498,9 @@ func applyHFConfig(v *Vocab, raw []byte) error {
 		id   *int32
 	}{{"bos_token", c.BOS, &v.BOS}, {"eos_token", c.EOS, &v.EOS}, {"pad_token", c.PAD, &v.PAD}, {"unk_token", c.UNK, &v.UNK}} {
 		if !s.ref.set {
+			if s.ref.present {
+				*s.id = NoToken
+			}
 			continue
 		}
 		id := findToken(v.Tokens, s.ref.text)

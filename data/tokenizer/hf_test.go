@@ -232,6 +232,36 @@ func TestLoadHFTokenizerErrors(t *testing.T) {
 	}
 }
 
+// TestLoadHFTokenizerConfig checks tokenizer_config.json overrides, as
+// Qwen2-Instruct's: no BOS (null), <|im_end|> as EOS, and add_eos_token.
+func TestLoadHFTokenizerConfig(t *testing.T) {
+	dir := t.TempDir()
+	path := hfWriteJSON(t, dir, "tokenizer.json", hfFixtureMap(t, "hf-qwen2"))
+	cfg := `{"bos_token": null, "eos_token": {"content": "<|im_end|>", "special": true}, "pad_token": "<|endoftext|>",
+		"add_eos_token": true, "chat_template": "{{ m }}"}`
+	if err := os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v, err := LoadHFTokenizer(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []int32{NoToken, hfIDs(t, v, "<|im_end|>")[0], hfIDs(t, v, "<|endoftext|>")[0]}
+	if got := []int32{v.BOS, v.EOS, v.PAD}; !slices.Equal(got, want) {
+		t.Errorf("BOS, EOS, PAD = %v, want %v", got, want)
+	}
+	if v.AddBOS || !v.AddEOS || v.ChatTemplate != "{{ m }}" {
+		t.Errorf("AddBOS %v, AddEOS %v, template %q", v.AddBOS, v.AddEOS, v.ChatTemplate)
+	}
+	tk, err := New(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tk.Encode("hello", EncodeOptions{AddSpecial: true}); !slices.Equal(got, hfIDs(t, v, "hello", "<|im_end|>")) {
+		t.Errorf("Encode(AddSpecial) = %v", got)
+	}
+}
+
 func TestHFChatTemplateForms(t *testing.T) {
 	for _, tc := range []struct{ raw, want string }{
 		{`"{{ x }}"`, "{{ x }}"},

@@ -150,14 +150,17 @@ func buildBMPClass() {
 	bmpClass.tab = tab
 }
 
-// classifySlow classifies r from Go's Unicode tables (Unicode 15.0, the
-// version llama.cpp's generated tables come from to within a few
-// additions).
+// classifySlow classifies r from Go's Unicode tables. They are Unicode
+// 15.0 and llama.cpp's generated ones 15.1, whose only additions that are
+// letters or numbers are CJK Extension I; 15.1's other new characters are
+// symbols, which fall in classOther as unassigned code points do.
 func classifySlow(r rune) charClass {
 	if r < 0x80 {
 		return asciiClass[r]
 	}
 	switch {
+	case r >= 0x2EBF0 && r <= 0x2EE5D: // CJK Unified Ideographs Extension I (Lo)
+		return classLetter
 	case unicode.IsSpace(r):
 		return classSpace
 	case unicode.IsLetter(r):

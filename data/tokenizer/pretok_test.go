@@ -40,7 +40,7 @@ func TestPreTokenizerSplits(t *testing.T) {
 		{"gpt-2", "ied 4 ½ months", []string{"ied", " 4", " ½", " months"}},
 		{"gpt-2", "a\u00a0b\u3000c", []string{"a", "\u00a0", "b", "\u3000", "c"}},
 		{"gpt-2", "a\u00a0\u00a0b", []string{"a", "\u00a0", "\u00a0", "b"}}, // NBSP is \s
-		{"gpt-2", "a\x1cb", []string{"a", "\x1c", "b"}}, // U+001C is not White_Space
+		{"gpt-2", "a\x1c\x1cb", []string{"a", "\x1c\x1c", "b"}},             // U+001C is not White_Space
 		{"gpt-2", "нещо на", []string{"нещо", " на"}},
 		{"gpt-2", "🦙.cpp", []string{"🦙.", "cpp"}},
 		{"gpt-2", "a \t b", []string{"a", " \t", " b"}},
@@ -186,6 +186,7 @@ func TestClassesMatchUnicodeTables(t *testing.T) {
 		want charClass
 	}{
 		{'a', classLetter}, {'1', classNumber}, {'½', classNumber}, {' ', classSpace}, {'\v', classSpace},
+		{0x2EBF0, classLetter}, {0x2EE5D, classLetter}, {0x2EE5E, classOther}, // Unicode 15.1, as llama.cpp has it
 		{0x85, classSpace}, {0x1c, classOther}, {0x200b, classOther}, {'!', classOther}, {0xFFFD, classOther},
 	} {
 		if got := classOf(tc.r) & classMask; got != tc.want {
