@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/minnowml/minnow/internal/atomicfile"
 )
 
 // DefaultMaxLineBytes is the longest JSONL line a Reader accepts unless
@@ -314,5 +316,5 @@ func WriteJSONL[T Example](w io.Writer, examples []T) error {
 // temporary file renamed into place). It returns the error of creating,
 // writing or renaming the file.
 func WriteJSONLFile[T Example](path string, examples []T) error {
-	return writeFileAtomic(path, func(w io.Writer) error { return WriteJSONL(w, examples) })
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return WriteJSONL(w, examples) })
 }

@@ -16,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/minnowml/minnow/data/tokenizer"
+	"github.com/minnowml/minnow/internal/atomicfile"
 )
 
 // IndexFile is the name of a shard directory's index.
@@ -270,7 +271,7 @@ func BuildShards(dir string, sources []string, tok tokenizer.Tokenizer, opt Shar
 	if err := w.commit(); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, IndexFile), func(f io.Writer) error {
+	if err := atomicfile.Write(filepath.Join(dir, IndexFile), 0o644, func(f io.Writer) error {
 		enc := json.NewEncoder(f)
 		enc.SetIndent("", "  ")
 		return enc.Encode(want)
@@ -636,30 +637,4 @@ func (w *shardWriter) commit() error {
 		}
 	}
 	return nil
-}
-
-// writeFileAtomic writes a file through write into a temporary file in the
-// same directory, syncs it and renames it to path, so that readers see the
-// old file or the whole new one.
-func writeFileAtomic(path string, write func(io.Writer) error) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err = write(f); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
+
+	"github.com/minnowml/minnow/internal/atomicfile"
 )
 
 // Tensor is one tensor for Write: its description and its raw bytes,
@@ -426,42 +426,6 @@ func (e *encoder) value(v any) {
 // reader never sees a partial file under the final name. It returns Write's
 // errors and those of creating, syncing and renaming the file; on error the
 // temporary file is removed and path is untouched.
-func WriteFile(path string, md Metadata, tensors []Tensor) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = Write(tmp, md, tensors); err != nil {
-		return err
-	}
-	// CreateTemp makes the file private; a model file is ordinary data.
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	// Sync the directory so the rename itself survives a crash; not every
-	// system allows syncing a directory, so failure here is not an error.
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+func WriteFile(path string, md Metadata, tensors []Tensor) error {
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return Write(w, md, tensors) })
 }

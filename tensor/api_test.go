@@ -1,6 +1,7 @@
 package tensor_test
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/minnowml/minnow/tensor"
@@ -26,7 +27,7 @@ func TestConstructorsAndTo(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			for _, x := range []*tensor.Tensor{c.x, c.x.To(other)} {
-				if x.DType() != c.dt || !equalInts(x.Shape(), c.shape) {
+				if x.DType() != c.dt || !slices.Equal(x.Shape(), c.shape) {
 					t.Fatalf("got %s %v, want %s %v", x.DType(), x.Shape(), c.dt, c.shape)
 				}
 				got := x.Float64s()
@@ -41,18 +42,6 @@ func TestConstructorsAndTo(t *testing.T) {
 			}
 		})
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestEmbeddingGradIntoSharedBuffer: the embedding's scatter-add writes into

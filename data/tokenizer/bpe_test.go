@@ -65,58 +65,10 @@ func bpeShakespeareText(tb testing.TB) string {
 	return string(raw)
 }
 
-type bpeVector struct {
-	text string
-	want []int32
-}
-
-// bpeReadVectors reads llama.cpp's .inp/.out test vectors as its
-// tests/test-tokenizer-0.cpp does: the inputs are the texts between
-// occurrences of "\n__ggml_vocab_test__\n" (so an input never ends with the
-// separator's newline), and line i of .out holds input i's ids.
-func bpeReadVectors(tb testing.TB, vocabPath string) []bpeVector {
-	tb.Helper()
-	inp, err := os.ReadFile(vocabPath + ".inp")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	out, err := os.ReadFile(vocabPath + ".out")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	const sep = "\n__ggml_vocab_test__\n"
-	var texts []string
-	for raw := string(inp); raw != ""; {
-		i := strings.Index(raw, sep)
-		if i < 0 {
-			texts = append(texts, raw)
-			break
-		}
-		texts = append(texts, raw[:i])
-		raw = raw[i+len(sep):]
-	}
-	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
-	if len(texts) != len(lines) {
-		tb.Fatalf("%s: %d inputs but %d output lines", vocabPath, len(texts), len(lines))
-	}
-	vs := make([]bpeVector, len(texts))
-	for i, text := range texts {
-		vs[i].text = text
-		for _, f := range strings.Fields(lines[i]) {
-			n, err := strconv.ParseInt(f, 10, 32)
-			if err != nil {
-				tb.Fatalf("%s.out line %d: %v", vocabPath, i+1, err)
-			}
-			vs[i].want = append(vs[i].want, int32(n))
-		}
-	}
-	return vs
-}
-
 // bpeCheckVectors encodes every vector as llama.cpp's test does
 // (add_special and parse_special off), checks that decoding gives the text
 // back, and fails unless all match.
-func bpeCheckVectors(t *testing.T, name string, tk Tokenizer, vs []bpeVector) {
+func bpeCheckVectors(t *testing.T, name string, tk Tokenizer, vs []vocabVector) {
 	t.Helper()
 	if len(vs) < 40 {
 		t.Fatalf("%s: only %d test vectors", name, len(vs))
@@ -150,7 +102,7 @@ func bpeGGUF(tb testing.TB, rel string) Tokenizer {
 // (tests/test-tokenizer-0) against its GGUF vocabularies.
 func TestBPEParityLlamaCppVectors(t *testing.T) {
 	for _, rel := range []string{bpeGPT2GGUF, bpeLlamaBPEGGUF} {
-		vs := bpeReadVectors(t, bpeDataFile(t, rel))
+		vs := readVocabVectors(t, bpeDataFile(t, rel))
 		bpeCheckVectors(t, filepath.Base(rel), bpeGGUF(t, rel), vs)
 	}
 }
@@ -212,7 +164,7 @@ func TestBPELlamaBPESpecials(t *testing.T) {
 // TestBPEParityGPT2VectorsVocabMerges runs llama.cpp's GPT-2 vectors
 // against the tokenizer built from vocab.json and merges.txt.
 func TestBPEParityGPT2VectorsVocabMerges(t *testing.T) {
-	vs := bpeReadVectors(t, bpeDataFile(t, bpeGPT2GGUF))
+	vs := readVocabVectors(t, bpeDataFile(t, bpeGPT2GGUF))
 	bpeCheckVectors(t, "gpt-2 (vocab.json+merges.txt)", bpeGPT2(t), vs)
 }
 

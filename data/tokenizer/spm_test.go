@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -48,57 +47,9 @@ func spmLoadModel(tb testing.TB) Tokenizer {
 	return tk
 }
 
-type spmVector struct {
-	text string
-	want []int32
-}
-
-// spmReadVectors reads llama.cpp's .inp/.out test vectors the way
-// tests/test-tokenizer-0.cpp does: inputs are what lies between occurrences
-// of "\n__ggml_vocab_test__\n" (so without their final newline), and line i
-// of .out holds the ids of input i.
-func spmReadVectors(tb testing.TB, vocabPath string) []spmVector {
-	tb.Helper()
-	inp, err := os.ReadFile(vocabPath + ".inp")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	out, err := os.ReadFile(vocabPath + ".out")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	const sep = "\n__ggml_vocab_test__\n"
-	var texts []string
-	for raw := string(inp); raw != ""; {
-		i := strings.Index(raw, sep)
-		if i < 0 {
-			texts = append(texts, raw)
-			break
-		}
-		texts = append(texts, raw[:i])
-		raw = raw[i+len(sep):]
-	}
-	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
-	if len(texts) != len(lines) {
-		tb.Fatalf("%d inputs but %d output lines", len(texts), len(lines))
-	}
-	vs := make([]spmVector, len(texts))
-	for i, text := range texts {
-		vs[i].text = text
-		for _, f := range strings.Fields(lines[i]) {
-			n, err := strconv.ParseInt(f, 10, 32)
-			if err != nil {
-				tb.Fatalf("output line %d: %v", i+1, err)
-			}
-			vs[i].want = append(vs[i].want, int32(n))
-		}
-	}
-	return vs
-}
-
 // spmCheckVectors encodes every vector as llama.cpp's test does
 // (add_special and parse_special off) and returns how many matched.
-func spmCheckVectors(t *testing.T, tk Tokenizer, vs []spmVector) int {
+func spmCheckVectors(t *testing.T, tk Tokenizer, vs []vocabVector) int {
 	t.Helper()
 	pass := 0
 	for _, v := range vs {
@@ -126,7 +77,7 @@ func spmLoadGGUF(tb testing.TB) Tokenizer {
 // ggml-vocab-llama-spm.gguf: every vector must give llama.cpp's ids.
 func TestSPMParityLlamaCppVectors(t *testing.T) {
 	path := spmDataFile(t, spmGGUFVocab)
-	vs := spmReadVectors(t, path)
+	vs := readVocabVectors(t, path)
 	if len(vs) < 40 {
 		t.Fatalf("only %d test vectors", len(vs))
 	}
@@ -137,7 +88,7 @@ func TestSPMParityLlamaCppVectors(t *testing.T) {
 // TestSPMParityLlamaCppVectorsTokenizerModel runs the same vectors through
 // the Llama 2 tokenizer.model, the source the GGUF vocabulary came from.
 func TestSPMParityLlamaCppVectorsTokenizerModel(t *testing.T) {
-	vs := spmReadVectors(t, spmDataFile(t, spmGGUFVocab))
+	vs := readVocabVectors(t, spmDataFile(t, spmGGUFVocab))
 	if len(vs) < 40 {
 		t.Fatalf("only %d test vectors", len(vs))
 	}
