@@ -1,0 +1,166 @@
+package model
+
+import (
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"github.com/minnowml/minnow/tensor"
+)
+
+// NamedParam is one parameter tensor with its GGUF name.
+type NamedParam struct {
+	// Name is the full tensor name as llama.cpp spells it, such as
+	// "blk.0.attn_q.weight".
+	Name string
+	// Tensor is the parameter.
+	Tensor *tensor.Tensor
+	// Slot is the struct field holding Tensor; assigning through it
+	// replaces the parameter, as a checkpoint or weight loader does.
+	Slot **tensor.Tensor
+}
+
+// Decays reports whether weight decay conventionally applies to the
+// parameter: it does to the matrices of linear layers and not to
+// embedding tables, norm gains or biases.
+func (p NamedParam) Decays() bool {
+	base := strings.TrimSuffix(p.Name, ".weight")
+	return p.Tensor.Rank() >= 2 && !strings.HasSuffix(base, "_embd")
+}
+
+// Tensors returns the tensors of ps in order, as an optimizer takes them.
+func Tensors(ps []NamedParam) []*tensor.Tensor {
+	ts := make([]*tensor.Tensor, len(ps))
+	for i, p := range ps {
+		ts[i] = p.Tensor
+	}
+	return ts
+}
+
+var tensorType = reflect.TypeFor[*tensor.Tensor]()
+
+// Params returns the parameters of m, a pointer to a struct, by walking its
+// exported fields in declaration order (depth first, slice elements in
+// index order) and joining their `gguf` tags with dots: a tensor field's tag
+// is its last name part, a nested layer's tag prefixes its fields' names, a
+// slice adds the element's index after its tag ("blk" -> "blk.3."), and
+// ",inline" adds no prefix. Nil tensors and layers (an absent bias, a tied
+// output layer) are skipped; a tag of "-" excludes a field. The order and
+// names are therefore fixed by the types. It panics when m is not a pointer
+// to a struct or an exported field that holds tensors has no gguf tag, both
+// programmer errors.
+func Params(m any) []NamedParam {
+	v := reflect.ValueOf(m)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		panic(fmt.Sprintf("model: Params needs a non-nil pointer to a struct, got %T", m))
+	}
+	if bad := untagged(v.Elem().Type()); len(bad) > 0 {
+		panic(fmt.Sprintf("model: fields hold tensors without a gguf tag: %s", strings.Join(bad, ", ")))
+	}
+	var out []NamedParam
+	walk(v.Elem(), "", &out)
+	return out
+}
+
+func walk(v reflect.Value, prefix string, out *[]NamedParam) {
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag, ok := f.Tag.Lookup("gguf")
+		if !f.IsExported() || !ok {
+			continue
+		}
+		name, opt, _ := strings.Cut(tag, ",")
+		if name == "-" {
+			continue
+		}
+		fv := v.Field(i)
+		sub := prefix + name + "."
+		if opt == "inline" {
+			sub = prefix
+		}
+		visit(fv, prefix+name, sub, out)
+	}
+}
+
+// visit adds the parameters in v: a tensor named name, or the fields of a
+// layer under prefix.
+func visit(v reflect.Value, name, prefix string, out *[]NamedParam) {
+	switch {
+	case v.Type() == tensorType:
+		if !v.IsNil() {
+			*out = append(*out, NamedParam{Name: name, Tensor: v.Interface().(*tensor.Tensor), Slot: v.Addr().Interface().(**tensor.Tensor)})
+		}
+	case v.Kind() == reflect.Pointer:
+		if !v.IsNil() {
+			visit(v.Elem(), name, prefix, out)
+		}
+	case v.Kind() == reflect.Struct:
+		walk(v, prefix, out)
+	case v.Kind() == reflect.Slice || v.Kind() == reflect.Array:
+		for j := range v.Len() {
+			n := name + "." + strconv.Itoa(j)
+			visit(v.Index(j), n, n+".", out)
+		}
+	}
+}
+
+// untagged lists the exported fields reachable from t that hold tensors
+// but carry no gguf tag, as "Type.Field".
+func untagged(t reflect.Type) []string {
+	var bad []string
+	seen := map[reflect.Type]bool{}
+	var rec func(t reflect.Type)
+	rec = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
+			if t == tensorType {
+				return
+			}
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || seen[t] {
+			return
+		}
+		seen[t] = true
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() || !holdsTensors(f.Type, map[reflect.Type]bool{}) {
+				continue
+			}
+			tag, ok := f.Tag.Lookup("gguf")
+			if !ok {
+				bad = append(bad, t.Name()+"."+f.Name)
+				continue
+			}
+			if tag != "-" {
+				rec(f.Type)
+			}
+		}
+	}
+	rec(t)
+	return bad
+}
+
+// holdsTensors reports whether a value of type t can hold a tensor through
+// exported fields, pointers, slices or arrays.
+func holdsTensors(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if t == tensorType {
+		return true
+	}
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return holdsTensors(t.Elem(), seen)
+	case reflect.Struct:
+		if seen[t] {
+			return false
+		}
+		seen[t] = true
+		for i := range t.NumField() {
+			if f := t.Field(i); f.IsExported() && holdsTensors(f.Type, seen) {
+				return true
+			}
+		}
+	}
+	return false
+}
