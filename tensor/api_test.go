@@ -93,3 +93,17 @@ func TestTrimEmptiesPool(t *testing.T) {
 		t.Fatal("after Trim the next request must allocate")
 	}
 }
+
+func TestCopyFrom(t *testing.T) {
+	dst := tensor.Zeros(2, 2)
+	dst.CopyFrom(tensor.FromFloat64([]float64{1, 2, 3, 4}, 2, 2).Transpose(0, 1))
+	if got := dst.Float32s(); !slices.Equal(got, []float32{1, 3, 2, 4}) {
+		t.Fatalf("CopyFrom gave %v", got)
+	}
+	if err := tensor.Catch(func() { dst.CopyFrom(tensor.Zeros(4)) }); err == nil {
+		t.Fatal("a shape mismatch must panic with *Error")
+	}
+	if err := tensor.Catch(func() { dst.CopyFrom(tensor.Full(cpu.New(1), tensor.Float32, 0, 2, 2)) }); err == nil {
+		t.Fatal("a tensor on another backend must panic with *Error")
+	}
+}

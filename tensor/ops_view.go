@@ -249,3 +249,18 @@ func Concat(axis int, ts ...*Tensor) *Tensor {
 	}
 	return out
 }
+
+// CopyFrom overwrites t's elements with src's (same shape; dtypes may
+// differ and are converted), in place and outside the graph: it is for
+// loading weights into existing parameters, not for computing. It panics
+// with *Error when the shapes differ or the tensors are on different
+// backends.
+func (t *Tensor) CopyFrom(src *Tensor) {
+	if !equalShape(t.Shape(), src.Shape()) {
+		fail("copy-from", "source %v for destination %v", src.Shape(), t.Shape())
+	}
+	if t.Backend() != src.Backend() {
+		fail("copy-from", "source on %s, destination on %s; move it with To", src.Backend().Name(), t.Backend().Name())
+	}
+	copyInto(t, src, false)
+}

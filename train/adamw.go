@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/minnowml/minnow/tensor"
 )
@@ -141,4 +142,44 @@ func (o *AdamW) Params() []*tensor.Tensor {
 		ps[i] = s.p
 	}
 	return ps
+}
+
+// State returns the number of updates applied and each parameter's first
+// and second moments, in Params order. They are the optimizer's own
+// buffers, for saving in a checkpoint: read them, do not modify or release
+// them.
+func (o *AdamW) State() (step int, m, v []*tensor.Tensor) {
+	m = make([]*tensor.Tensor, len(o.slots))
+	v = make([]*tensor.Tensor, len(o.slots))
+	for i, s := range o.slots {
+		m[i], v[i] = s.m, s.v
+	}
+	return o.step, m, v
+}
+
+// SetState restores the update count and the moments (in Params order),
+// copying their values into the optimizer's buffers, so that a resumed run
+// continues exactly where the saved one stopped. It returns an error when
+// the counts differ or a moment's shape or backend differs from its
+// parameter's.
+func (o *AdamW) SetState(step int, m, v []*tensor.Tensor) error {
+	if step < 0 {
+		return fmt.Errorf("adamw: negative step %d", step)
+	}
+	if len(m) != len(o.slots) || len(v) != len(o.slots) {
+		return fmt.Errorf("adamw: state for %d and %d parameters, optimizer has %d", len(m), len(v), len(o.slots))
+	}
+	for i, s := range o.slots {
+		for _, src := range []*tensor.Tensor{m[i], v[i]} {
+			if !slices.Equal(src.Shape(), s.p.Shape()) || src.Backend() != s.p.Backend() {
+				return fmt.Errorf("adamw: moment %d is %v on %s, parameter is %v on %s", i, src.Shape(), src.Backend().Name(), s.p.Shape(), s.p.Backend().Name())
+			}
+		}
+	}
+	for i, s := range o.slots {
+		s.m.CopyFrom(m[i])
+		s.v.CopyFrom(v[i])
+	}
+	o.step = step
+	return nil
 }

@@ -2,6 +2,7 @@ package train
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/minnowml/minnow/tensor"
@@ -90,5 +91,42 @@ func TestGradNormAndClip(t *testing.T) {
 		if got := ClipScale(c.norm, c.max); math.Abs(got-c.want) > 1e-12 {
 			t.Errorf("ClipScale(%v, %v) = %v, want %v", c.norm, c.max, got, c.want)
 		}
+	}
+}
+
+// TestAdamWStateResume: an optimizer restored from another's state takes
+// exactly the same next step.
+func TestAdamWStateResume(t *testing.T) {
+	newRun := func() (*tensor.Tensor, *AdamW) {
+		w := tensor.From(be, tensor.Float32, []float32{0.5, -1.5, 2}, 3).SetRequiresGrad(true)
+		opt, err := NewAdamW(AdamWConfig{LR: 0.1, WeightDecay: 0.01}, ParamGroup{Params: []*tensor.Tensor{w}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w, opt
+	}
+	step := func(w *tensor.Tensor, opt *AdamW, g []float32) {
+		w.Mul(tensor.From(be, tensor.Float32, g, 3)).Sum().Backward()
+		if err := opt.Step(0.1, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, optA := newRun()
+	step(a, optA, []float32{1, 2, 3})
+	step(a, optA, []float32{-1, 0.5, 2})
+
+	b, optB := newRun()
+	b.CopyFrom(a)
+	n, m, v := optA.State()
+	if err := optB.SetState(n, m, v); err != nil {
+		t.Fatal(err)
+	}
+	step(a, optA, []float32{0.3, -0.2, 1})
+	step(b, optB, []float32{0.3, -0.2, 1})
+	if !slices.Equal(a.Float32s(), b.Float32s()) {
+		t.Fatalf("resumed parameters %v, uninterrupted %v", b.Float32s(), a.Float32s())
+	}
+	if err := optB.SetState(1, m[:0], v); err == nil {
+		t.Fatal("a state for the wrong number of parameters must be an error")
 	}
 }
