@@ -10,6 +10,7 @@ import (
 
 	"github.com/minnowml/minnow/data/tokenizer"
 	"github.com/minnowml/minnow/internal/bench"
+	"github.com/minnowml/minnow/model"
 	"github.com/minnowml/minnow/tensor"
 )
 
@@ -17,7 +18,7 @@ func benchCmd() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
 		Usage: "measure performance",
-		Subcommands: []*cli.Command{tokenizeBenchCmd(), {
+		Subcommands: []*cli.Command{tokenizeBenchCmd(), trainBenchCmd(), generateBenchCmd(), {
 			Name:  "core",
 			Usage: "SGEMM rate and GPT-2-shaped training steps (4 layers, width 256, vocab 50257, batch 4 x 64 tokens)",
 			Flags: []cli.Flag{
@@ -56,6 +57,91 @@ func benchCmd() *cli.Command {
 				return nil
 			},
 		}},
+	}
+}
+
+// smolFlags are the size overrides of the SmolLM-135M-shaped benchmarks,
+// so that tests can run a tiny model through the same command.
+func smolFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "layers", Value: bench.SmolLM135M.NumHiddenLayers, Usage: "blocks (fewer for a quick check)"},
+		&cli.IntFlag{Name: "vocab", Value: bench.SmolLM135M.VocabSize, Usage: "vocabulary size (smaller for a quick check)"},
+	}
+}
+
+// smolConfig returns the SmolLM-135M-shaped config with the command's
+// overrides, or a usage error when they are out of range.
+func smolConfig(c *cli.Context) (model.Config, error) {
+	if c.Int("layers") < 1 || c.Int("vocab") < 2 {
+		return model.Config{}, usageErr{errors.New("--layers must be positive and --vocab at least 2")}
+	}
+	cfg := bench.SmolLM135M
+	cfg.NumHiddenLayers, cfg.VocabSize = c.Int("layers"), c.Int("vocab")
+	return cfg, nil
+}
+
+func trainBenchCmd() *cli.Command {
+	return &cli.Command{
+		Name:  "train",
+		Usage: "training steps of a SmolLM-135M-shaped llama with random weights (batch 1 x 256 tokens)",
+		Flags: append([]cli.Flag{
+			&cli.IntFlag{Name: "steps", Value: 5, Usage: "timed training steps (the median counts)"},
+			&cli.IntFlag{Name: "warmup", Value: 1, Usage: "untimed steps first"},
+			&cli.IntFlag{Name: "batch", Value: 1},
+			&cli.IntFlag{Name: "seq", Value: 256},
+		}, smolFlags()...),
+		Action: func(c *cli.Context) error {
+			if c.Int("steps") < 1 || c.Int("batch") < 1 || c.Int("seq") < 1 || c.Int("warmup") < 0 {
+				return usageErr{errors.New("--steps, --batch and --seq must be positive and --warmup not negative")}
+			}
+			cfg, err := smolConfig(c)
+			if err != nil {
+				return err
+			}
+			res, err := bench.TrainBench(backend(c), cfg, c.Int("batch"), c.Int("seq"), c.Int("warmup"), c.Int("steps"))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.App.Writer, res.Line())
+			return nil
+		},
+	}
+}
+
+func generateBenchCmd() *cli.Command {
+	return &cli.Command{
+		Name:  "generate",
+		Usage: "greedy prefill and decode speed of a SmolLM-135M-shaped llama with random weights, one RESULT line per batch size",
+		Flags: append([]cli.Flag{
+			&cli.IntSliceFlag{Name: "batch", Value: cli.NewIntSlice(1, 16), Usage: "batch sizes, one RESULT line each"},
+			&cli.IntFlag{Name: "prompt", Value: 128, Usage: "prompt tokens per row"},
+			&cli.IntFlag{Name: "new", Value: 32, Usage: "generated tokens per row (at least 2)"},
+			&cli.IntFlag{Name: "reps", Value: 2, Usage: "timed runs of each kind (the median counts)"},
+		}, smolFlags()...),
+		Action: func(c *cli.Context) error {
+			batches := c.IntSlice("batch")
+			if len(batches) == 0 || c.Int("prompt") < 1 || c.Int("new") < 2 || c.Int("reps") < 1 {
+				return usageErr{errors.New("--prompt and --reps must be positive, --new at least 2, and --batch given")}
+			}
+			for _, b := range batches {
+				if b < 1 {
+					return usageErr{fmt.Errorf("--batch %d is not positive", b)}
+				}
+			}
+			cfg, err := smolConfig(c)
+			if err != nil {
+				return err
+			}
+			be := backend(c)
+			for _, b := range batches {
+				res, err := bench.GenerateBench(be, cfg, b, c.Int("prompt"), c.Int("new"), c.Int("reps"))
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(c.App.Writer, res.Line())
+			}
+			return nil
+		},
 	}
 }
 
