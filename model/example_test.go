@@ -46,16 +46,11 @@ func Example_trainResumeSample() {
 		if err != nil {
 			panic(err)
 		}
-		var decay, keep []*tensor.Tensor
 		var weights []train.Weight
 		for _, p := range m.Params() {
 			weights = append(weights, train.Weight{Name: p.Name, Tensor: p.Tensor})
-			if p.Decays() {
-				decay = append(decay, p.Tensor)
-			} else {
-				keep = append(keep, p.Tensor)
-			}
 		}
+		decay, keep := model.DecaySplit(m.Params())
 		opt, _ := train.NewAdamW(train.AdamWConfig{LR: 3e-3, WeightDecay: 0.1},
 			train.ParamGroup{Params: decay}, train.ParamGroup{Params: keep, NoDecay: true})
 		return m, opt, weights

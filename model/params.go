@@ -29,6 +29,20 @@ func (p NamedParam) Decays() bool {
 	return p.Tensor.Rank() >= 2 && !strings.HasSuffix(base, "_embd")
 }
 
+// DecaySplit returns the tensors of ps split as AdamW usually groups them:
+// those that take weight decay (matrices) and those that do not (norms,
+// biases, embeddings), each in order.
+func DecaySplit(ps []NamedParam) (decay, noDecay []*tensor.Tensor) {
+	for _, p := range ps {
+		if p.Decays() {
+			decay = append(decay, p.Tensor)
+		} else {
+			noDecay = append(noDecay, p.Tensor)
+		}
+	}
+	return decay, noDecay
+}
+
 // Tensors returns the tensors of ps in order, as an optimizer takes them.
 func Tensors(ps []NamedParam) []*tensor.Tensor {
 	ts := make([]*tensor.Tensor, len(ps))

@@ -24,14 +24,7 @@ func trainTiny(t *testing.T, cfg Config, seed uint64, steps int) []float64 {
 		}
 	}
 	x, y := idsOf(ids, B, T), idsOf(targets, B, T)
-	var decay, keep []*tensor.Tensor
-	for _, p := range m.Params() {
-		if p.Decays() {
-			decay = append(decay, p.Tensor)
-		} else {
-			keep = append(keep, p.Tensor)
-		}
-	}
+	decay, keep := DecaySplit(m.Params())
 	opt, err := train.NewAdamW(train.AdamWConfig{LR: 1e-2, WeightDecay: 0.01},
 		train.ParamGroup{Params: decay}, train.ParamGroup{Params: keep, NoDecay: true})
 	if err != nil {

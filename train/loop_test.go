@@ -75,16 +75,11 @@ func setup(t *testing.T, seed uint64) (model.Model, *AdamW, []Weight) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var decay, keep []*tensor.Tensor
 	var ws []Weight
 	for _, p := range m.Params() {
 		ws = append(ws, Weight{Name: p.Name, Tensor: p.Tensor})
-		if p.Decays() {
-			decay = append(decay, p.Tensor)
-		} else {
-			keep = append(keep, p.Tensor)
-		}
 	}
+	decay, keep := model.DecaySplit(m.Params())
 	opt, err := NewAdamW(AdamWConfig{LR: 1e-2, WeightDecay: 0.1},
 		ParamGroup{Params: decay}, ParamGroup{Params: keep, NoDecay: true})
 	if err != nil {

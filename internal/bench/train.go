@@ -71,14 +71,7 @@ func TrainBench(be tensor.Backend, cfg model.Config, batch, seq, warmup, steps i
 	if err != nil {
 		return res, err
 	}
-	var decay, keep []*tensor.Tensor
-	for _, p := range m.Params() {
-		if p.Decays() {
-			decay = append(decay, p.Tensor)
-		} else {
-			keep = append(keep, p.Tensor)
-		}
-	}
+	decay, keep := model.DecaySplit(m.Params())
 	opt, err := train.NewAdamW(train.AdamWConfig{LR: 3e-4, WeightDecay: 0.1},
 		train.ParamGroup{Params: decay}, train.ParamGroup{Params: keep, NoDecay: true})
 	if err != nil {
