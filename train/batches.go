@@ -16,6 +16,12 @@ const IgnoreIndex = -100
 // i32 [B, T]. Targets equal to IgnoreIndex take no part in the loss.
 type Batch struct {
 	IDs, Targets *tensor.Tensor
+	// Positions (i32 [B, T]) and Mask (additive [B, T, T]) are set by
+	// packed sources; objectives that support packing use them. Both are
+	// nil otherwise, and NextToken ignores them: a packed batch needs an
+	// objective that passes them to the model, or its documents would see
+	// each other.
+	Positions, Mask *tensor.Tensor
 }
 
 // Release returns the batch's tensors to their backend; Loop calls it once
@@ -26,6 +32,12 @@ func (b Batch) Release() {
 	}
 	if b.Targets != nil {
 		b.Targets.Release()
+	}
+	if b.Positions != nil {
+		b.Positions.Release()
+	}
+	if b.Mask != nil {
+		b.Mask.Release()
 	}
 }
 

@@ -1,0 +1,273 @@
+package recipes
+
+import (
+	"context"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/minnowml/minnow/data"
+	"github.com/minnowml/minnow/model"
+	"github.com/minnowml/minnow/tensor"
+	"github.com/minnowml/minnow/tensor/cpu"
+	"github.com/minnowml/minnow/train"
+)
+
+func tinySFTModel(t *testing.T, be tensor.Backend, seed uint64) model.Model {
+	t.Helper()
+	cfg := model.Config{ModelType: "llama", VocabSize: 24, HiddenSize: 16, IntermediateSize: 32, NumHiddenLayers: 2,
+		NumAttentionHeads: 2, NumKeyValueHeads: 1, MaxPositionEmbeddings: 32}
+	m, err := model.New(cfg, be, tensor.Float32, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// allTrainable returns an example whose every token is a target, so that
+// every position's loss is compared.
+func allTrainable(ids ...int32) data.SFTSequence {
+	tr := make([]bool, len(ids))
+	for i := range tr {
+		tr[i] = true
+	}
+	return data.SFTSequence{IDs: ids, Trainable: tr}
+}
+
+// perToken returns the per-token losses of one packed batch, passing
+// positions and mask to the model when given.
+func perToken(t *testing.T, m model.Model, b train.Batch) []float32 {
+	t.Helper()
+	var out []float32
+	err := tensor.Catch(func() {
+		tensor.NoGrad(func() {
+			logits := m.Forward(b.IDs, model.ForwardOptions{Positions: b.Positions, Mask: b.Mask})
+			pt, _ := tensor.CrossEntropy(logits, b.Targets)
+			out = pt.Float32s()
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestPackedLossesEqualAlone is the proof that packing is sound: the
+// per-token losses of two examples packed into one row, under the
+// document mask and restarted positions, equal each example's losses
+// when run alone, so packed examples do not see each other.
+func TestPackedLossesEqualAlone(t *testing.T) {
+	be := cpu.New(2)
+	m := tinySFTModel(t, be, 7)
+	for _, tc := range []struct {
+		name string
+		a, b data.SFTSequence
+	}{
+		{"5+6", allTrainable(1, 5, 9, 3, 7), allTrainable(2, 4, 6, 8, 10, 12)},
+		{"3+8", allTrainable(11, 2, 3), allTrainable(4, 4, 5, 19, 20, 1, 2, 23)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			seqLen := len(tc.a.IDs) + len(tc.b.IDs) - 1
+			rows, err := data.PackSFT([]data.SFTSequence{tc.a, tc.b}, seqLen, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) != 1 {
+				t.Fatalf("%d rows, want 1", len(rows))
+			}
+			alone := func(s data.SFTSequence) []float32 {
+				r, err := data.PackSFT([]data.SFTSequence{s}, len(s.IDs)-1, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Run alone with no mask and default positions at all.
+				b := train.Batch{IDs: tensor.From(be, tensor.Int32, r[0].IDs, 1, len(s.IDs)-1),
+					Targets: tensor.From(be, tensor.Int32, r[0].Targets, 1, len(s.IDs)-1)}
+				defer b.Release()
+				return perToken(t, m, b)
+			}
+			src, err := PackedBatches(rows, be, tensor.Float32, 1, 1, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := src.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Release()
+			packed := perToken(t, m, b)
+			la, lb := alone(tc.a), alone(tc.b)
+			na := len(tc.a.IDs)
+			want := append(append(append([]float32{}, la...), 0), lb...)
+			if len(want) != len(packed) {
+				t.Fatalf("%d packed losses, want %d", len(packed), len(want))
+			}
+			for i := range want {
+				if math.Abs(float64(packed[i]-want[i])) > 1e-5 {
+					t.Fatalf("token %d (first example has %d tokens): packed loss %v, alone %v", i, na, packed[i], want[i])
+				}
+			}
+			// Without the mask the second example sees the first, which
+			// is what the test must be able to detect.
+			b.Mask.Release()
+			b.Mask = nil
+			leak := perToken(t, m, b)
+			if math.Abs(float64(leak[na+1]-want[na+1])) < 1e-6 {
+				t.Fatalf("unmasked loss %v equals the isolated one: the test cannot see leaks", leak[na+1])
+			}
+		})
+	}
+}
+
+// sftPairs returns prompt/completion examples whose completion (the
+// prompt's tokens reversed, then EOS) is learnable from the prompt.
+func sftPairs() []data.SFTSequence {
+	const sep, eos = 21, 22
+	prompts := [][]int32{{1, 2, 3}, {4, 5}, {6, 7, 8, 9}, {10, 11}, {12, 13, 14}, {15, 16}}
+	var out []data.SFTSequence
+	for _, p := range prompts {
+		s := data.SFTSequence{}
+		for _, id := range append(append([]int32{}, p...), sep) {
+			s.IDs, s.Trainable = append(s.IDs, id), append(s.Trainable, false)
+		}
+		for i := len(p) - 1; i >= 0; i-- {
+			s.IDs, s.Trainable = append(s.IDs, p[i]), append(s.Trainable, true)
+		}
+		s.IDs, s.Trainable = append(s.IDs, eos), append(s.Trainable, true)
+		out = append(out, s)
+	}
+	return out
+}
+
+func TestSFTTrainingLowersCompletionLoss(t *testing.T) {
+	be := cpu.New(2)
+	m := tinySFTModel(t, be, 3)
+	rows, err := data.PackSFT(sftPairs(), 15, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evalLoss := func() float64 {
+		src, err := PackedBatches(rows, be, tensor.Float32, len(rows), 0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := train.Evaluate(m, SFT{}, src, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	before := evalLoss()
+	decay, keep := model.DecaySplit(m.Params())
+	opt, err := train.NewAdamW(train.AdamWConfig{LR: 1e-2},
+		train.ParamGroup{Params: decay}, train.ParamGroup{Params: keep, NoDecay: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := PackedBatches(rows, be, tensor.Float32, 2, 42, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := train.Loop(context.Background(), m, opt, SFT{}, src, train.LoopConfig{Steps: 60}); err != nil {
+		t.Fatal(err)
+	}
+	after := evalLoss()
+	t.Logf("completion loss %.3f -> %.3f", before, after)
+	if after > before/2 {
+		t.Fatalf("completion loss %v -> %v, want it at least halved", before, after)
+	}
+}
+
+func TestPackedBatchesCursor(t *testing.T) {
+	be := cpu.New(2)
+	rows, err := data.PackSFT(sftPairs(), 9, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := func(b train.Batch) []int32 { defer b.Release(); return b.IDs.Int32s() }
+	a, err := PackedBatches(rows, be, tensor.Float32, 2, 9, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := a.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cur, err := a.Cursor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := PackedBatches(rows, be, tensor.Float32, 2, 9, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Seek(cur); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		x, err := a.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := b.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(ids(x), ids(y)) {
+			t.Fatalf("batch %d after seeking differs", i)
+		}
+	}
+	for _, tc := range []struct {
+		name, cursor, want string
+	}{
+		{"malformed", `{`, "cursor"},
+		{"other data", `{"rows":1,"cursor":{"epoch":0,"index":0}}`, "cursor of 1 rows"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := b.Seek([]byte(tc.cursor)); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestPackedBatchesErrors(t *testing.T) {
+	be := cpu.New(2)
+	row := data.PackedRow{IDs: []int32{1, 2}, Targets: []int32{2, -100}, DocLens: []int{2}, Positions: []int32{0, 1}}
+	short := data.PackedRow{IDs: []int32{1}, Targets: []int32{-100}, DocLens: []int{1}, Positions: []int32{0}}
+	for _, tc := range []struct {
+		name  string
+		rows  []data.PackedRow
+		be    tensor.Backend
+		batch int
+		want  string
+	}{
+		{"no rows", nil, be, 1, "no rows"},
+		{"batch", []data.PackedRow{row}, be, 0, "batch size"},
+		{"backend", []data.PackedRow{row}, nil, 1, "no backend"},
+		{"lengths", []data.PackedRow{row, short}, be, 1, "row 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := PackedBatches(tc.rows, tc.be, tensor.Float32, tc.batch, 0, false); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestSFTLossNeedsModel checks that a packed batch is refused for a model
+// that cannot take the packing inputs, instead of silently leaking.
+func TestSFTLossNeedsModel(t *testing.T) {
+	be := cpu.New(2)
+	b := train.Batch{Mask: tensor.Full(be, tensor.Float32, 0, 1, 1, 1)}
+	defer b.Release()
+	if _, err := (SFT{}).Loss(lossOnly{}, b); err == nil || !strings.Contains(err.Error(), "needs a model.Model") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+type lossOnly struct{}
+
+func (lossOnly) Loss(ids, targets *tensor.Tensor) *tensor.Tensor { return nil }
