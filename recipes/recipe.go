@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/minnowml/minnow/data/tokenizer"
 	"github.com/minnowml/minnow/model"
 	"github.com/minnowml/minnow/train"
 )
@@ -23,6 +24,10 @@ import (
 type Recipe struct {
 	// Name names the run; the default run directory is runs/<name>.
 	Name string `yaml:"name"`
+	// Method is "pretrain" (the default: next-token loss on every token of
+	// data.text) or "sft" (loss on completion and assistant tokens only, of
+	// the examples in data.jsonl, packed with per-document attention).
+	Method string `yaml:"method,omitempty"`
 	// Seed seeds the model's initial weights and the data order.
 	Seed uint64 `yaml:"seed"`
 	// Model says which model to train.
@@ -78,11 +83,18 @@ type TokenizerTrain struct {
 // DataSpec is the training text and its batching. The last ValFraction of
 // the windows is held out for evaluation.
 type DataSpec struct {
-	Text        []string `yaml:"text"`
-	ValFraction float64  `yaml:"val_fraction"`
-	Batch       int      `yaml:"batch"`
-	Seq         int      `yaml:"seq"`
-	Shuffle     bool     `yaml:"shuffle"`
+	Text []string `yaml:"text,omitempty"`
+	// JSONL lists the example files of an SFT run: prompt/completion or
+	// chat records.
+	JSONL []string `yaml:"jsonl,omitempty"`
+	// ChatTemplate names the template chat examples render with (chatml,
+	// llama3, llama2, plain); prompt/completion examples without one are
+	// prompt + completion + EOS.
+	ChatTemplate string  `yaml:"chat_template,omitempty"`
+	ValFraction  float64 `yaml:"val_fraction"`
+	Batch        int     `yaml:"batch"`
+	Seq          int     `yaml:"seq"`
+	Shuffle      bool    `yaml:"shuffle"`
 }
 
 // TrainSpec holds train.LoopConfig's settings and the optimizer's.
@@ -337,11 +349,16 @@ func (r *Recipe) Validate() error {
 		}
 	}
 	d := r.Data
-	if len(d.Text) == 0 {
-		return errors.New("data.text: list at least one text file")
+	if err := r.validateMethod(); err != nil {
+		return err
 	}
 	for i, f := range d.Text {
 		if err := exists(fmt.Sprintf("data.text[%d]", i), f); err != nil {
+			return err
+		}
+	}
+	for i, f := range d.JSONL {
+		if err := exists(fmt.Sprintf("data.jsonl[%d]", i), f); err != nil {
 			return err
 		}
 	}
@@ -358,6 +375,46 @@ func (r *Recipe) Validate() error {
 		return rangeErr("data.seq", d.Seq, fmt.Sprintf("at most model.max_position_embeddings (%d)", m.Resolved.MaxPositionEmbeddings))
 	}
 	return r.validateTrain()
+}
+
+// The training methods a recipe can name.
+const (
+	MethodPretrain = "pretrain"
+	MethodSFT      = "sft"
+)
+
+func (r *Recipe) validateMethod() error {
+	d := r.Data
+	switch r.Method {
+	case "", MethodPretrain:
+		if len(d.Text) == 0 {
+			return errors.New("data.text: list at least one text file")
+		}
+		if len(d.JSONL) > 0 || d.ChatTemplate != "" {
+			return errors.New("data.jsonl and data.chat_template belong to method: sft; pretraining reads data.text")
+		}
+	case MethodSFT:
+		if len(d.JSONL) == 0 {
+			return errors.New("data.jsonl: list at least one JSONL file of prompt/completion or chat examples")
+		}
+		if len(d.Text) > 0 {
+			return errors.New("data.text: method sft reads data.jsonl, not text")
+		}
+		if r.Tokenizer.Train != nil {
+			return errors.New("tokenizer.train: method sft fine-tunes with the model's own tokenizer; give tokenizer.path")
+		}
+		if d.ChatTemplate != "" {
+			if _, err := tokenizer.ChatTemplateByName(d.ChatTemplate); err != nil {
+				return fmt.Errorf("data.chat_template: %w", err)
+			}
+		}
+		if r.Train.EvalEvery > 0 && r.Train.EvalBatches <= 0 && d.ValFraction > 0 {
+			return rangeErr("train.eval_batches", r.Train.EvalBatches, "a positive cap, since packed SFT batches repeat endlessly")
+		}
+	default:
+		return rangeErr("method", strconv.Quote(r.Method), "pretrain or sft")
+	}
+	return nil
 }
 
 func (r *Recipe) validateTokenizer() error {

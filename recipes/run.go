@@ -81,31 +81,20 @@ func Run(ctx context.Context, be tensor.Backend, r *Recipe, progress func(train.
 		return sum, err
 	}
 
-	shardDir := filepath.Join(dir, ShardDir)
-	if _, err := data.BuildShards(shardDir, r.Data.Text, tok, data.ShardOptions{}); err != nil {
-		return sum, err
-	}
-	shards, err := data.OpenShards(shardDir)
-	if err != nil {
-		return sum, err
-	}
-	defer shards.Close()
-	d := r.Data
-	stream := func(part data.Part) (train.Batches, error) {
-		st, err := shards.Stream(data.StreamOptions{Batch: d.Batch, Seq: d.Seq, ValFraction: d.ValFraction,
-			Part: part, Shuffle: d.Shuffle && part == data.Train, Seed: r.Seed, OnePass: part == data.Validation})
-		if err != nil {
-			return nil, fmt.Errorf("data: %w", err)
+	var batches, eval train.Batches
+	var obj train.Objective = train.NextToken{}
+	if r.Method == MethodSFT {
+		if batches, eval, err = r.sftBatches(be, tok); err != nil {
+			return sum, err
 		}
-		return train.StreamBatches(st, be, d.Batch, d.Seq)
-	}
-	batches, err := stream(data.Train)
-	if err != nil {
-		return sum, err
-	}
-	var eval train.Batches
-	if r.Train.EvalEvery > 0 {
-		if eval, err = stream(data.Validation); err != nil {
+		obj = SFT{}
+	} else {
+		shards, err := r.shards(dir, tok)
+		if err != nil {
+			return sum, err
+		}
+		defer shards.Close()
+		if batches, eval, err = r.streams(be, shards); err != nil {
 			return sum, err
 		}
 	}
@@ -144,7 +133,7 @@ func Run(ctx context.Context, be tensor.Backend, r *Recipe, progress func(train.
 		CheckpointDir: dir, Keep: t.Keep, Metrics: &metricTap{w: mf, progress: progress, sum: &sum},
 		Weights: weights, Arch: cfg.ModelType, ModelConfig: cfgJSON}
 	began := time.Now()
-	res, err := train.Loop(ctx, m, opt, train.NextToken{}, batches, lc)
+	res, err := train.Loop(ctx, m, opt, obj, batches, lc)
 	sum.Elapsed = time.Since(began)
 	sum.Steps, sum.Loss, sum.Checkpoint = res.Step, res.Loss, res.Checkpoint
 	if res.EvalLoss != 0 {
@@ -307,4 +296,37 @@ func optimizer(m model.Model, cfg train.AdamWConfig) ([]train.Weight, *train.Ada
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// shards tokenizes the recipe's text into the run directory's shards (or
+// reuses them) and opens them.
+func (r *Recipe) shards(dir string, tok tokenizer.Tokenizer) (*data.Shards, error) {
+	shardDir := filepath.Join(dir, ShardDir)
+	if _, err := data.BuildShards(shardDir, r.Data.Text, tok, data.ShardOptions{}); err != nil {
+		return nil, err
+	}
+	return data.OpenShards(shardDir)
+}
+
+// streams returns the training windows and, when the recipe evaluates, the
+// held-out ones.
+func (r *Recipe) streams(be tensor.Backend, shards *data.Shards) (batches, eval train.Batches, err error) {
+	d := r.Data
+	stream := func(part data.Part) (train.Batches, error) {
+		st, err := shards.Stream(data.StreamOptions{Batch: d.Batch, Seq: d.Seq, ValFraction: d.ValFraction,
+			Part: part, Shuffle: d.Shuffle && part == data.Train, Seed: r.Seed, OnePass: part == data.Validation})
+		if err != nil {
+			return nil, fmt.Errorf("data: %w", err)
+		}
+		return train.StreamBatches(st, be, d.Batch, d.Seq)
+	}
+	if batches, err = stream(data.Train); err != nil {
+		return nil, nil, err
+	}
+	if r.Train.EvalEvery > 0 {
+		if eval, err = stream(data.Validation); err != nil {
+			return nil, nil, err
+		}
+	}
+	return batches, eval, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/minnowml/minnow/data"
+	"github.com/minnowml/minnow/data/tokenizer"
 	"github.com/minnowml/minnow/model"
 	"github.com/minnowml/minnow/nn"
 	"github.com/minnowml/minnow/tensor"
@@ -122,4 +123,58 @@ func (p *packedBatches) Seek(cursor []byte) error {
 		return fmt.Errorf("recipes: packed batches: cursor of %d rows for %d", c.Rows, len(p.rows))
 	}
 	return p.s.Seek(c.Cursor)
+}
+
+// sftBatches reads the recipe's JSONL examples, tokenizes them with loss
+// only on completion and assistant tokens, packs them into rows of
+// data.seq tokens, and returns packed batch sources for training and, with
+// a validation fraction, for evaluation (a seeded selection of rows). Errors
+// name the file and example.
+func (r *Recipe) sftBatches(be tensor.Backend, tok tokenizer.Tokenizer) (batches, eval train.Batches, err error) {
+	d := r.Data
+	var tmpl *tokenizer.ChatTemplate
+	if d.ChatTemplate != "" {
+		t, err := tokenizer.ChatTemplateByName(d.ChatTemplate)
+		if err != nil {
+			return nil, nil, fmt.Errorf("data.chat_template: %w", err)
+		}
+		tmpl = &t
+	}
+	var seqs []data.SFTSequence
+	for i, path := range d.JSONL {
+		exs, _, err := data.Load(path, data.ReadOptions{})
+		if err != nil {
+			return nil, nil, fmt.Errorf("data.jsonl[%d]: %w", i, err)
+		}
+		for j, ex := range exs {
+			ids, trainable, err := data.TokenizeSFT(ex, tok, tmpl)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s: example %d: %w", path, j+1, err)
+			}
+			seqs = append(seqs, data.SFTSequence{IDs: ids, Trainable: trainable})
+		}
+	}
+	pad := tok.Vocab().EOS
+	if pad < 0 {
+		pad = 0 // padding is never a target, so any id serves
+	}
+	rows, err := data.PackSFT(seqs, d.Seq, pad)
+	if err != nil {
+		return nil, nil, fmt.Errorf("data: %w", err)
+	}
+	trainRows, valRows := rows, []data.PackedRow(nil)
+	if d.ValFraction > 0 {
+		if trainRows, valRows, err = data.Split(rows, d.ValFraction, r.Seed); err != nil {
+			return nil, nil, fmt.Errorf("data.val_fraction: %w", err)
+		}
+	}
+	if batches, err = PackedBatches(trainRows, be, tensor.Float32, d.Batch, r.Seed, d.Shuffle); err != nil {
+		return nil, nil, err
+	}
+	if r.Train.EvalEvery > 0 && len(valRows) > 0 {
+		if eval, err = PackedBatches(valRows, be, tensor.Float32, d.Batch, r.Seed, false); err != nil {
+			return nil, nil, err
+		}
+	}
+	return batches, eval, nil
 }

@@ -2,7 +2,10 @@ package recipes
 
 import (
 	"context"
+	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -271,3 +274,114 @@ func TestSFTLossNeedsModel(t *testing.T) {
 type lossOnly struct{}
 
 func (lossOnly) Loss(ids, targets *tensor.Tensor) *tensor.Tensor { return nil }
+
+// sftBase is a recipe fine-tuning a tiny llama on chat-formatted
+// prompt/completion pairs with the GPT-2 vocabulary.
+const sftBase = `name: sft
+method: sft
+seed: 1
+model:
+  model_type: llama
+  hidden_size: 32
+  intermediate_size: 64
+  num_hidden_layers: 1
+  num_attention_heads: 2
+  max_position_embeddings: 64
+  tie_word_embeddings: true
+tokenizer:
+  path: ${MINNOW_DATA}/llama-vocab/ggml-vocab-gpt-2.gguf
+data:
+  jsonl: ["JSONL"]
+  chat_template: chatml
+  val_fraction: 0.2
+  batch: 4
+  seq: 64
+  shuffle: true
+train:
+  steps: 40
+  clip_norm: 1
+  optimizer: {weight_decay: 0.0}
+  schedule: {kind: constant, peak_lr: 0.01}
+  eval_every: 40
+  eval_batches: 2
+`
+
+func writeSFTData(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(&b, "{\"prompt\": \"What is %d plus %d?\", \"completion\": \"%d\"}\n", i, i, 2*i)
+	}
+	path := filepath.Join(t.TempDir(), "sft.jsonl")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestSFTRecipe runs method: sft end to end through Run: the loss on the
+// completions falls, and the eval loss is reported.
+func TestSFTRecipe(t *testing.T) {
+	if os.Getenv("MINNOW_DATA") == "" {
+		t.Skip("MINNOW_DATA is not set; the recipe uses the GPT-2 vocabulary")
+	}
+	r, err := Parse([]byte(strings.Replace(sftBase, "JSONL", writeSFTData(t), 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Out = t.TempDir()
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var losses []float64
+	sum, err := Run(context.Background(), cpu.New(2), r, func(m train.Metric) { losses = append(losses, m.Loss) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Steps != 40 || sum.EvalLoss == 0 || losses[len(losses)-1] > losses[0]/2 {
+		t.Fatalf("summary %+v, losses %.3f -> %.3f: the completion loss should at least halve", sum, losses[0], losses[len(losses)-1])
+	}
+}
+
+func TestSFTRecipeValidation(t *testing.T) {
+	jsonl := writeSFTData(t)
+	text := filepath.Join(t.TempDir(), "a.txt")
+	os.WriteFile(text, []byte("hello\n"), 0o644)
+	good := strings.Replace(sftBase, "JSONL", jsonl, 1)
+	good = strings.Replace(good, "${MINNOW_DATA}/llama-vocab/ggml-vocab-gpt-2.gguf", jsonl, 1) // any existing file passes validation
+	cases := []struct{ name, old, new, want string }{
+		{"ok", "", "", ""},
+		{"bad-method", "method: sft", "method: rl", `method: "rl" is out of range (allowed: pretrain or sft)`},
+		{"sft-needs-jsonl", `  jsonl: ["` + jsonl + `"]`, `  text: ["` + text + `"]`, "data.jsonl: list at least one JSONL file"},
+		{"sft-no-text", `  jsonl: ["` + jsonl + `"]`, `  jsonl: ["` + jsonl + `"]` + "\n  text: [\"" + text + `"]`, "data.text: method sft reads data.jsonl"},
+		{"sft-own-tokenizer", "  path: " + jsonl, "  train: {vocab_size: 300}", "tokenizer.train: method sft fine-tunes with the model's own tokenizer"},
+		{"bad-template", "chat_template: chatml", "chat_template: alpaca", "data.chat_template:"},
+		{"missing-jsonl", `  jsonl: ["` + jsonl + `"]`, `  jsonl: ["/nope/x.jsonl"]`, "data.jsonl[0]: file /nope/x.jsonl does not exist"},
+		{"pretrain-with-jsonl", "method: sft", "method: pretrain", "data.text: list at least one text file"},
+		{"eval-needs-cap", "  eval_batches: 2\n", "", "train.eval_batches:"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			src := good
+			if c.old != "" {
+				if !strings.Contains(src, c.old) {
+					t.Fatalf("test setup: %q not in the recipe", c.old)
+				}
+				src = strings.Replace(src, c.old, c.new, 1)
+			}
+			r, err := Parse([]byte(src))
+			if err == nil {
+				err = r.Validate()
+			}
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("valid recipe rejected: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want it to contain %q", err, c.want)
+			}
+		})
+	}
+}
