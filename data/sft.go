@@ -55,8 +55,14 @@ func TokenizeSFT(ex Example, tok tokenizer.Tokenizer, tmpl *tokenizer.ChatTempla
 		}
 	case *Chat:
 		return TokenizeSFT(*e, tok, tmpl)
+	case Problem:
+		// A worked problem (GSM8K, the arithmetic task) is a prompt and its
+		// full worked answer ending in "#### N", as the reward checks it.
+		return TokenizeSFT(PromptCompletion{Prompt: e.Question, Completion: e.Target()}, tok, tmpl)
+	case *Problem:
+		return TokenizeSFT(*e, tok, tmpl)
 	default:
-		return nil, nil, fmt.Errorf("data: sft: %T examples cannot be fine-tuned on (want prompt_completion or chat)", ex)
+		return nil, nil, fmt.Errorf("data: sft: %T examples cannot be fine-tuned on (want prompt_completion, chat or problem)", ex)
 	}
 	spans, err := tmpl.RenderSpans(msgs, false)
 	if err != nil {

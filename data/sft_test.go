@@ -62,6 +62,10 @@ func TestTokenizeSFTPlain(t *testing.T) {
 		{"no bos", false, PromptCompletion{Prompt: "ab", Completion: "c"}, []int32{'a', 'b', 'c', 256}, []bool{false, false, true, true}},
 		{"bos", true, PromptCompletion{Prompt: "a", Completion: "bc"}, []int32{257, 'a', 'b', 'c', 256}, []bool{false, false, true, true, true}},
 		{"pointer", false, &PromptCompletion{Prompt: "a", Completion: "b"}, []int32{'a', 'b', 256}, []bool{false, true, true}},
+		// A worked problem trains on its solution and "#### answer".
+		{"problem", false, Problem{Question: "q", Solution: "s", Answer: "7"},
+			[]int32{'q', 's', '\n', '#', '#', '#', '#', ' ', '7', 256},
+			[]bool{false, true, true, true, true, true, true, true, true, true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ids, tr, err := TokenizeSFT(tc.ex, newByteTok(tc.addBOS), nil)
