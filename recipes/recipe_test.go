@@ -128,3 +128,25 @@ func TestRunResumes(t *testing.T) {
 		t.Fatalf("second run %+v, want it to resume at 30 and end at 35", sum)
 	}
 }
+
+// TestCheckpointRecordsRun: a run's checkpoints carry the recipe and the
+// tokenizer reference besides the weights.
+func TestCheckpointRecordsRun(t *testing.T) {
+	text := filepath.Join(t.TempDir(), "a.txt")
+	os.WriteFile(text, []byte(strings.Repeat("to be or not to be\n", 200)), 0o644)
+	r, err := Parse([]byte(strings.Replace(base, "TEXT", text, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Out, r.Train.Steps, r.Train.EvalEvery = t.TempDir(), 5, 0
+	if _, err := Run(context.Background(), cpu.New(2), r, nil); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadCheckpoint(r.Out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Tokenizer != TokenizerFile || !strings.Contains(string(c.Recipe), "name: t") || c.Arch != "llama" {
+		t.Fatalf("checkpoint records tokenizer %q, arch %q, recipe %q", c.Tokenizer, c.Arch, c.Recipe)
+	}
+}

@@ -131,7 +131,8 @@ func Run(ctx context.Context, be tensor.Backend, r *Recipe, progress func(train.
 	lc := train.LoopConfig{Steps: t.Steps, GradAccum: t.GradAccum, ClipNorm: t.ClipNorm, Schedule: sched,
 		EvalEvery: t.EvalEvery, Eval: eval, EvalBatches: t.EvalBatches, CheckpointEvery: t.CheckpointEvery,
 		CheckpointDir: dir, Keep: t.Keep, Metrics: &metricTap{w: mf, progress: progress, sum: &sum},
-		Weights: weights, Arch: cfg.ModelType, ModelConfig: cfgJSON}
+		Weights: weights, Arch: cfg.ModelType, ModelConfig: cfgJSON,
+		Tokenizer: TokenizerFile, Recipe: rb}
 	began := time.Now()
 	res, err := train.Loop(ctx, m, opt, obj, batches, lc)
 	sum.Elapsed = time.Since(began)

@@ -92,6 +92,10 @@ type LoopConfig struct {
 	// so that a checkpoint alone can rebuild the model.
 	Arch        string
 	ModelConfig []byte
+	// Tokenizer and Recipe (the resolved recipe's bytes) are stored in
+	// checkpoints too, so that a checkpoint records how it was made.
+	Tokenizer string
+	Recipe    []byte
 }
 
 // Result is where a Loop call ended.
@@ -447,6 +451,7 @@ func (l *loop) checkpoint() (*checkpoint.Checkpoint, error) {
 	}
 	c := &checkpoint.Checkpoint{
 		Arch: l.cfg.Arch, Config: l.cfg.ModelConfig, Step: int64(step), Cursor: cursor,
+		Tokenizer: l.cfg.Tokenizer, Recipe: l.cfg.Recipe,
 		Optimizer: checkpoint.OptimizerState{Name: OptimizerName, Step: int64(step)},
 		Metadata:  map[string]string{"loss": strconv.FormatFloat(l.res.Loss, 'g', -1, 64)},
 	}
