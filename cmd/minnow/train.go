@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/olekukonko/tablewriter"
@@ -43,12 +45,15 @@ func trainCmd() *cli.Command {
 			defer stop()
 			w := c.App.Writer
 			every, began, total := c.Int("every"), time.Now(), r.Train.Steps
+			// A terminal gets a bar redrawn in place every step; logs and
+			// CI get plain lines every --every steps.
+			tty := isTerminal(w)
 			first := -1
 			progress := func(m train.Metric) {
 				if first < 0 {
 					first = m.Step - 1
 				}
-				if m.Step%every != 0 && m.Step != total && m.EvalLoss == nil {
+				if !tty && m.Step%every != 0 && m.Step != total && m.EvalLoss == nil {
 					return
 				}
 				eta := "?"
@@ -59,7 +64,16 @@ func trainCmd() *cli.Command {
 				if m.EvalLoss != nil {
 					line += fmt.Sprintf(" eval_loss %.4f", *m.EvalLoss)
 				}
-				fmt.Fprintln(w, line)
+				if !tty {
+					fmt.Fprintln(w, line)
+					return
+				}
+				// Keep eval results and the last step on screen; redraw the rest.
+				end := "\r"
+				if m.EvalLoss != nil || m.Step == total {
+					end = "\n"
+				}
+				fmt.Fprintf(w, "\r\033[K%s %s%s", progressBar(m.Step, total, 24), line, end)
 			}
 			sum, err := recipes.Run(ctx, backend(c), r, progress)
 			if err != nil && !errors.Is(err, context.Canceled) {
@@ -146,4 +160,24 @@ func generateCmd() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// isTerminal reports whether w is a character device such as a terminal,
+// where progress is redrawn in place.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// progressBar draws done of total as a bar of width cells.
+func progressBar(done, total, width int) string {
+	filled := 0
+	if total > 0 {
+		filled = min(width, max(0, done*width/total))
+	}
+	return "[" + strings.Repeat("#", filled) + strings.Repeat(".", width-filled) + "]"
 }

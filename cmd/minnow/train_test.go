@@ -46,3 +46,24 @@ out: `+run+"\n"), 0o644)
 func run2(args []string, out, errOut *bytes.Buffer) int {
 	return run(append([]string{"minnow", "--threads", "2"}, args...), out, errOut)
 }
+
+func TestProgressBar(t *testing.T) {
+	cases := []struct {
+		done, total, width int
+		want               string
+	}{
+		{0, 10, 4, "[....]"},
+		{5, 10, 4, "[##..]"},
+		{10, 10, 4, "[####]"},
+		{12, 10, 4, "[####]"},
+		{1, 0, 3, "[...]"},
+	}
+	for _, c := range cases {
+		if got := progressBar(c.done, c.total, c.width); got != c.want {
+			t.Errorf("progressBar(%d, %d, %d) = %q, want %q", c.done, c.total, c.width, got, c.want)
+		}
+	}
+	if isTerminal(&bytes.Buffer{}) {
+		t.Error("a buffer is not a terminal")
+	}
+}
