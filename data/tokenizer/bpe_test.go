@@ -10,23 +10,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-)
 
-// bpeDataFile returns the path of a shared data file under $MINNOW_DATA,
-// skipping the test when the variable is unset and failing it when the
-// variable is set but the file is missing.
-func bpeDataFile(tb testing.TB, rel string) string {
-	tb.Helper()
-	dir := os.Getenv("MINNOW_DATA")
-	if dir == "" {
-		tb.Skipf("MINNOW_DATA is not set; skipping: this test needs %s from the shared data (see ../shared/data/README.md)", rel)
-	}
-	p := filepath.Join(dir, rel)
-	if _, err := os.Stat(p); err != nil {
-		tb.Fatalf("MINNOW_DATA is set but %s is missing: %v", p, err)
-	}
-	return p
-}
+	"github.com/minnowml/minnow/internal/shareddata"
+)
 
 const (
 	bpeGPT2Dir        = "tokenizers/gpt2"
@@ -44,7 +30,7 @@ const (
 // merges.txt.
 func bpeGPT2(tb testing.TB) Tokenizer {
 	tb.Helper()
-	dir := bpeDataFile(tb, bpeGPT2Dir)
+	dir := shareddata.Path(tb, bpeGPT2Dir)
 	v, err := LoadVocabMerges(filepath.Join(dir, "vocab.json"), filepath.Join(dir, "merges.txt"))
 	if err != nil {
 		tb.Fatal(err)
@@ -58,7 +44,7 @@ func bpeGPT2(tb testing.TB) Tokenizer {
 
 func bpeShakespeareText(tb testing.TB) string {
 	tb.Helper()
-	raw, err := os.ReadFile(bpeDataFile(tb, bpeShakespeare))
+	raw, err := os.ReadFile(shareddata.Path(tb, bpeShakespeare))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -91,7 +77,7 @@ func bpeCheckVectors(t *testing.T, name string, tk Tokenizer, vs []vocabVector) 
 // bpeGGUF loads a shared GGUF vocabulary through LoadGGUF.
 func bpeGGUF(tb testing.TB, rel string) Tokenizer {
 	tb.Helper()
-	tk, err := LoadGGUF(bpeDataFile(tb, rel))
+	tk, err := LoadGGUF(shareddata.Path(tb, rel))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -102,7 +88,7 @@ func bpeGGUF(tb testing.TB, rel string) Tokenizer {
 // (tests/test-tokenizer-0) against its GGUF vocabularies.
 func TestBPEParityLlamaCppVectors(t *testing.T) {
 	for _, rel := range []string{bpeGPT2GGUF, bpeLlamaBPEGGUF} {
-		vs := readVocabVectors(t, bpeDataFile(t, rel))
+		vs := readVocabVectors(t, shareddata.Path(t, rel))
 		bpeCheckVectors(t, filepath.Base(rel), bpeGGUF(t, rel), vs)
 	}
 }
@@ -164,7 +150,7 @@ func TestBPELlamaBPESpecials(t *testing.T) {
 // TestBPEParityGPT2VectorsVocabMerges runs llama.cpp's GPT-2 vectors
 // against the tokenizer built from vocab.json and merges.txt.
 func TestBPEParityGPT2VectorsVocabMerges(t *testing.T) {
-	vs := readVocabVectors(t, bpeDataFile(t, bpeGPT2GGUF))
+	vs := readVocabVectors(t, shareddata.Path(t, bpeGPT2GGUF))
 	bpeCheckVectors(t, "gpt-2 (vocab.json+merges.txt)", bpeGPT2(t), vs)
 }
 

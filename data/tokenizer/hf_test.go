@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/minnowml/minnow/internal/shareddata"
 )
 
 // hfFixture loads testdata/<dir>/tokenizer.json.
@@ -278,7 +280,7 @@ func TestHFChatTemplateForms(t *testing.T) {
 }
 
 func TestLoadVocabMergesGPT2(t *testing.T) {
-	dir := bpeDataFile(t, bpeGPT2Dir)
+	dir := shareddata.Path(t, bpeGPT2Dir)
 	v, err := LoadVocabMerges(filepath.Join(dir, "vocab.json"), filepath.Join(dir, "merges.txt"))
 	if err != nil {
 		t.Fatal(err)
@@ -354,7 +356,7 @@ func TestLoadVocabMergesErrors(t *testing.T) {
 // merges.txt as a tokenizer.json (merges as pairs, the newer form) and
 // checks that both loaders give the same vocabulary and ids.
 func TestLoadHFTokenizerMatchesVocabMerges(t *testing.T) {
-	dir := bpeDataFile(t, bpeGPT2Dir)
+	dir := shareddata.Path(t, bpeGPT2Dir)
 	ref, err := LoadVocabMerges(filepath.Join(dir, "vocab.json"), filepath.Join(dir, "merges.txt"))
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/minnowml/minnow/internal/shareddata"
 )
 
 // spPB builds protobuf wire format for tests.
@@ -70,7 +72,7 @@ func spWriteTemp(t *testing.T, data []byte) string {
 }
 
 func TestLoadSentencePieceLlama2(t *testing.T) {
-	v, err := LoadSentencePiece(spmDataFile(t, spmLlama2))
+	v, err := LoadSentencePiece(shareddata.Path(t, spmLlama2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +232,7 @@ func bytesAfterPieces(data []byte) int {
 // TestLoadSentencePieceTruncated cuts the real model short at many lengths:
 // every cut must be an error, never a panic or a silently shorter vocabulary.
 func TestLoadSentencePieceTruncated(t *testing.T) {
-	data, err := os.ReadFile(spmDataFile(t, spmLlama2))
+	data, err := os.ReadFile(shareddata.Path(t, spmLlama2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +264,7 @@ func parseModelProtoVocab(data []byte) (*Vocab, error) {
 }
 
 func TestLoadSentencePieceRejectsGGUF(t *testing.T) {
-	path := spmDataFile(t, spmGGUFVocab)
+	path := shareddata.Path(t, spmGGUFVocab)
 	if _, err := LoadSentencePiece(path); err == nil || !strings.Contains(err.Error(), path) {
 		t.Fatalf("a GGUF file: error %v, want one naming the file", err)
 	}
@@ -294,7 +296,7 @@ func spLlama2CBytes(maxLen int32, pieces []string, scores []float32) []byte {
 }
 
 func TestLoadLlama2C(t *testing.T) {
-	v, err := LoadLlama2C(spmDataFile(t, "models/aidreams260K/tok512.bin"))
+	v, err := LoadLlama2C(shareddata.Path(t, "models/aidreams260K/tok512.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +328,7 @@ func TestLoadLlama2C(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(spmDataFile(t, spmShakespare))
+	data, err := os.ReadFile(shareddata.Path(t, spmShakespare))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,23 +9,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-)
 
-// spmDataFile returns the path of a shared data file under $MINNOW_DATA,
-// skipping the test when the variable is unset and failing it when the
-// variable is set but the file is missing.
-func spmDataFile(tb testing.TB, rel string) string {
-	tb.Helper()
-	dir := os.Getenv("MINNOW_DATA")
-	if dir == "" {
-		tb.Skipf("MINNOW_DATA is not set; skipping: this test needs %s from the shared data (see ../shared/data/README.md)", rel)
-	}
-	p := filepath.Join(dir, rel)
-	if _, err := os.Stat(p); err != nil {
-		tb.Fatalf("MINNOW_DATA is set but %s is missing: %v", p, err)
-	}
-	return p
-}
+	"github.com/minnowml/minnow/internal/shareddata"
+)
 
 const (
 	spmGGUFVocab  = "llama-vocab/ggml-vocab-llama-spm.gguf"
@@ -36,7 +22,7 @@ const (
 // spmLoadModel builds the tokenizer of the Llama 2 tokenizer.model.
 func spmLoadModel(tb testing.TB) Tokenizer {
 	tb.Helper()
-	v, err := LoadSentencePiece(spmDataFile(tb, spmLlama2))
+	v, err := LoadSentencePiece(shareddata.Path(tb, spmLlama2))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -66,7 +52,7 @@ func spmCheckVectors(t *testing.T, tk Tokenizer, vs []vocabVector) int {
 // spmLoadGGUF builds the tokenizer of llama.cpp's ggml-vocab-llama-spm.gguf.
 func spmLoadGGUF(tb testing.TB) Tokenizer {
 	tb.Helper()
-	tk, err := LoadGGUF(spmDataFile(tb, spmGGUFVocab))
+	tk, err := LoadGGUF(shareddata.Path(tb, spmGGUFVocab))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -76,7 +62,7 @@ func spmLoadGGUF(tb testing.TB) Tokenizer {
 // TestSPMParityLlamaCppVectors is llama.cpp's tests/test-tokenizer-0 for
 // ggml-vocab-llama-spm.gguf: every vector must give llama.cpp's ids.
 func TestSPMParityLlamaCppVectors(t *testing.T) {
-	path := spmDataFile(t, spmGGUFVocab)
+	path := shareddata.Path(t, spmGGUFVocab)
 	vs := readVocabVectors(t, path)
 	if len(vs) < 40 {
 		t.Fatalf("only %d test vectors", len(vs))
@@ -88,7 +74,7 @@ func TestSPMParityLlamaCppVectors(t *testing.T) {
 // TestSPMParityLlamaCppVectorsTokenizerModel runs the same vectors through
 // the Llama 2 tokenizer.model, the source the GGUF vocabulary came from.
 func TestSPMParityLlamaCppVectorsTokenizerModel(t *testing.T) {
-	vs := readVocabVectors(t, spmDataFile(t, spmGGUFVocab))
+	vs := readVocabVectors(t, shareddata.Path(t, spmGGUFVocab))
 	if len(vs) < 40 {
 		t.Fatalf("only %d test vectors", len(vs))
 	}
@@ -111,7 +97,7 @@ func TestSPMTokenizerModelMatchesGGUF(t *testing.T) {
 			[]any{mv.AddSpacePrefix, mv.BOS, mv.EOS, mv.UNK, mv.AddBOS, mv.AddEOS},
 			[]any{gv.AddSpacePrefix, gv.BOS, gv.EOS, gv.UNK, gv.AddBOS, gv.AddEOS})
 	}
-	data, err := os.ReadFile(spmDataFile(t, spmShakespare))
+	data, err := os.ReadFile(shareddata.Path(t, spmShakespare))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +130,7 @@ func spmFirstDiff(a, b []int32) int {
 
 func TestSPMRoundTripShakespeare(t *testing.T) {
 	tk := spmLoadModel(t)
-	data, err := os.ReadFile(spmDataFile(t, spmShakespare))
+	data, err := os.ReadFile(shareddata.Path(t, spmShakespare))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +391,7 @@ func TestSPMMatchesNaiveMerge(t *testing.T) {
 
 func TestSPMConcurrentEncode(t *testing.T) {
 	tk := spmLoadModel(t)
-	data, err := os.ReadFile(spmDataFile(t, spmShakespare))
+	data, err := os.ReadFile(shareddata.Path(t, spmShakespare))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,7 +424,7 @@ func TestSPMConcurrentEncode(t *testing.T) {
 
 func BenchmarkEncodeShakespeareSPM(b *testing.B) {
 	tk := spmLoadModel(b)
-	data, err := os.ReadFile(spmDataFile(b, spmShakespare))
+	data, err := os.ReadFile(shareddata.Path(b, spmShakespare))
 	if err != nil {
 		b.Fatal(err)
 	}
