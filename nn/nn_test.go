@@ -3,6 +3,7 @@ package nn_test
 import (
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -76,22 +77,10 @@ func TestForwardShapes(t *testing.T) {
 			t.Errorf("%s: %v", c.name, err)
 			continue
 		}
-		if !equalInts(got, c.want) {
+		if !slices.Equal(got, c.want) {
 			t.Errorf("%s: shape %v, want %v", c.name, got, c.want)
 		}
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestConstructorErrors(t *testing.T) {
@@ -398,10 +387,10 @@ func TestDocumentMask(t *testing.T) {
 		0, 0, inf, 0, 0, inf, inf, inf, 0,
 		0, 0, 0, 0, 0, 0, 0, 0, 0,
 	}
-	if got := mask.Float64s(); !equalFloats(got, want) || !equalInts(mask.Shape(), []int{2, 3, 3}) {
+	if got := mask.Float64s(); !slices.Equal(got, want) || !slices.Equal(mask.Shape(), []int{2, 3, 3}) {
 		t.Errorf("mask %v %v, want [2 3 3] %v", mask.Shape(), got, want)
 	}
-	if got := pos.Int32s(); !equalInts(toInts(got), []int{0, 1, 0, 0, 1, 2}) {
+	if got := pos.Int32s(); !slices.Equal(got, []int32{0, 1, 0, 0, 1, 2}) {
 		t.Errorf("positions %v", got)
 	}
 	for _, bad := range [][][]int{nil, {{2}, {3}}, {{0, 2}}, {{}}} {
@@ -411,30 +400,10 @@ func TestDocumentMask(t *testing.T) {
 	}
 }
 
-func equalFloats(a, b []float64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func toInts(v []int32) []int {
-	out := make([]int, len(v))
-	for i, x := range v {
-		out[i] = int(x)
-	}
-	return out
-}
-
 func TestPositionCache(t *testing.T) {
 	var c nn.PositionCache
 	p := c.Get(be, 2, 3, 4)
-	if got := toInts(p.Int32s()); !equalInts(got, []int{4, 5, 6, 4, 5, 6}) {
+	if got := p.Int32s(); !slices.Equal(got, []int32{4, 5, 6, 4, 5, 6}) {
 		t.Errorf("positions %v", got)
 	}
 	if c.Get(be, 2, 3, 4) != p {

@@ -43,9 +43,7 @@ func TestStrictness(t *testing.T) {
 	text := filepath.Join(t.TempDir(), "a.txt")
 	os.WriteFile(text, []byte(strings.Repeat("to be or not to be\n", 50)), 0o644)
 	good := strings.Replace(base, "TEXT", text, 1)
-	cases := []struct {
-		name, old, new, want string
-	}{
+	checkRecipeEdits(t, good, []recipeEdit{
 		{"ok", "", "", ""},
 		{"unknown-key", "  clip_norm: 1", "  clip_nrom: 1", `line 21: train.clip_nrom: unknown key "clip_nrom"`},
 		{"unknown-nested", "{weight_decay: 0.1}", "{weight_decay: 0.1, lr_max: 1}", `train.optimizer.lr_max: unknown key "lr_max"`},
@@ -55,28 +53,7 @@ func TestStrictness(t *testing.T) {
 		{"bad-kind", "kind: cosine", "kind: cosin", "train.schedule:"},
 		{"missing-file", text, "/nope/x.txt", "data.text[0]: file /nope/x.txt does not exist"},
 		{"two-tokenizers", "  train: {vocab_size", "  path: x\n  train: {vocab_size", "tokenizer: give exactly one"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			src := good
-			if c.old != "" {
-				src = strings.Replace(good, c.old, c.new, 1)
-			}
-			r, err := Parse([]byte(src))
-			if err == nil {
-				err = r.Validate()
-			}
-			if c.want == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("error %v, want it to contain %q", err, c.want)
-			}
-		})
-	}
+	})
 }
 
 func TestBuiltinParses(t *testing.T) {
@@ -148,5 +125,38 @@ func TestCheckpointRecordsRun(t *testing.T) {
 	}
 	if c.Tokenizer != TokenizerFile || !strings.Contains(string(c.Recipe), "name: t") || c.Arch != "llama" {
 		t.Fatalf("checkpoint records tokenizer %q, arch %q, recipe %q", c.Tokenizer, c.Arch, c.Recipe)
+	}
+}
+
+// recipeEdit applies one textual edit to a valid recipe and names the
+// error Parse or Validate must then give ("" for none).
+type recipeEdit struct{ name, old, new, want string }
+
+// checkRecipeEdits runs each edit of good as a subtest.
+func checkRecipeEdits(t *testing.T, good string, cases []recipeEdit) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			src := good
+			if c.old != "" {
+				if !strings.Contains(src, c.old) {
+					t.Fatalf("test setup: %q not in the recipe", c.old)
+				}
+				src = strings.Replace(src, c.old, c.new, 1)
+			}
+			r, err := Parse([]byte(src))
+			if err == nil {
+				err = r.Validate()
+			}
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("valid recipe rejected: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want it to contain %q", err, c.want)
+			}
+		})
 	}
 }

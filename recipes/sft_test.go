@@ -349,7 +349,7 @@ func TestSFTRecipeValidation(t *testing.T) {
 	os.WriteFile(text, []byte("hello\n"), 0o644)
 	good := strings.Replace(sftBase, "JSONL", jsonl, 1)
 	good = strings.Replace(good, "${MINNOW_DATA}/llama-vocab/ggml-vocab-gpt-2.gguf", jsonl, 1) // any existing file passes validation
-	cases := []struct{ name, old, new, want string }{
+	checkRecipeEdits(t, good, []recipeEdit{
 		{"ok", "", "", ""},
 		{"bad-method", "method: sft", "method: rl", `method: "rl" is out of range (allowed: pretrain or sft)`},
 		{"sft-needs-jsonl", `  jsonl: ["` + jsonl + `"]`, `  text: ["` + text + `"]`, "data.jsonl: list at least one JSONL file"},
@@ -359,29 +359,5 @@ func TestSFTRecipeValidation(t *testing.T) {
 		{"missing-jsonl", `  jsonl: ["` + jsonl + `"]`, `  jsonl: ["/nope/x.jsonl"]`, "data.jsonl[0]: file /nope/x.jsonl does not exist"},
 		{"pretrain-with-jsonl", "method: sft", "method: pretrain", "data.text: list at least one text file"},
 		{"eval-needs-cap", "  eval_batches: 2\n", "", "train.eval_batches:"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			src := good
-			if c.old != "" {
-				if !strings.Contains(src, c.old) {
-					t.Fatalf("test setup: %q not in the recipe", c.old)
-				}
-				src = strings.Replace(src, c.old, c.new, 1)
-			}
-			r, err := Parse([]byte(src))
-			if err == nil {
-				err = r.Validate()
-			}
-			if c.want == "" {
-				if err != nil {
-					t.Fatalf("valid recipe rejected: %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("error %v, want it to contain %q", err, c.want)
-			}
-		})
-	}
+	})
 }

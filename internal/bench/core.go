@@ -102,37 +102,23 @@ func Core(be tensor.Backend, cfg GPTConfig, batch, seq, warmup, steps int, progr
 		panic(err)
 	}
 	ids, pos, targets := batchData(be, cfg.Vocab, batch, seq)
-	var times []float64
 	var ms runtime.MemStats
 	var mallocs, bytes uint64
 	var buffers tensor.MemoryStats
-	for i := 0; i < warmup+steps; i++ {
-		if i == warmup {
-			runtime.ReadMemStats(&ms)
-			mallocs, bytes = ms.Mallocs, ms.TotalAlloc
-			buffers = memStats(be)
-		}
-		t0 := time.Now()
-		loss := m.Loss(ids, pos, targets)
-		loss.Backward()
-		scale := train.ClipScale(train.GradNorm(opt.Params()), 1.0)
-		if err := opt.Step(3e-4, scale); err != nil {
-			panic(err)
-		}
-		l := loss.Item()
-		loss.Release()
-		dt := time.Since(t0).Seconds()
-		if i == 0 {
-			res.FirstLoss = l
-		}
-		res.LastLoss = l
-		if i >= warmup {
-			times = append(times, dt)
-		}
-		if progress != nil {
-			progress(fmt.Sprintf("step %d loss %.4f %.1f ms", i, l, dt*1e3))
-		}
+	timed := func() {
+		runtime.ReadMemStats(&ms)
+		mallocs, bytes = ms.Mallocs, ms.TotalAlloc
+		buffers = memStats(be)
 	}
+	var report func(int, float64, float64)
+	if progress != nil {
+		report = func(i int, l, dt float64) { progress(fmt.Sprintf("step %d loss %.4f %.1f ms", i, l, dt*1e3)) }
+	}
+	times, first, last, err := trainSteps(opt, func() *tensor.Tensor { return m.Loss(ids, pos, targets) }, warmup, steps, timed, report)
+	if err != nil {
+		panic(err)
+	}
+	res.FirstLoss, res.LastLoss = first, last
 	runtime.ReadMemStats(&ms)
 	res.AllocsPerStep = float64(memStats(be).Allocs-buffers.Allocs) / float64(steps)
 	res.HeapObjectsPerStep = float64(ms.Mallocs-mallocs) / float64(steps)
@@ -179,4 +165,38 @@ func batchData(be tensor.Backend, vocab, batch, seq int) (ids, pos, targets *ten
 	}
 	return tensor.From(be, tensor.Int32, in, batch, seq), tensor.From(be, tensor.Int32, p, batch, seq),
 		tensor.From(be, tensor.Int32, out, batch, seq)
+}
+
+// trainSteps runs warmup+steps training steps (loss, backward, clipping at
+// norm 1, AdamW at lr 3e-4), timing each, and returns the times of the
+// steps after the warm-up and the first and last losses. timed, when not
+// nil, runs once just before the first timed step; progress, when not nil,
+// receives each step's index, loss and seconds. It returns the optimizer's
+// error.
+func trainSteps(opt *train.AdamW, loss func() *tensor.Tensor, warmup, steps int, timed func(), progress func(i int, loss, dt float64)) (times []float64, first, last float64, err error) {
+	for i := range warmup + steps {
+		if i == warmup && timed != nil {
+			timed()
+		}
+		t0 := time.Now()
+		l := loss()
+		l.Backward()
+		if err := opt.Step(3e-4, train.ClipScale(train.GradNorm(opt.Params()), 1)); err != nil {
+			l.Release()
+			return times, first, last, err
+		}
+		last = l.Item()
+		l.Release()
+		dt := time.Since(t0).Seconds()
+		if i == 0 {
+			first = last
+		}
+		if i >= warmup {
+			times = append(times, dt)
+		}
+		if progress != nil {
+			progress(i, last, dt)
+		}
+	}
+	return times, first, last, nil
 }

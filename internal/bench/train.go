@@ -9,7 +9,6 @@ import (
 	"os"
 	"runtime"
 	"strconv"
-	"time"
 
 	"github.com/minnowml/minnow/model"
 	"github.com/minnowml/minnow/tensor"
@@ -84,26 +83,8 @@ func TrainBench(be tensor.Backend, cfg model.Config, batch, seq, warmup, steps i
 		pos.Release() // the model numbers positions itself
 		defer ids.Release()
 		defer targets.Release()
-		for i := range warmup + steps {
-			t0 := time.Now()
-			loss := m.Loss(ids, targets)
-			loss.Backward()
-			scale := train.ClipScale(train.GradNorm(opt.Params()), 1.0)
-			if stepErr = opt.Step(3e-4, scale); stepErr != nil {
-				loss.Release()
-				return
-			}
-			l := loss.Item()
-			loss.Release()
-			dt := time.Since(t0).Seconds()
-			if i == 0 {
-				res.FirstLoss = l
-			}
-			res.LastLoss = l
-			if i >= warmup {
-				times = append(times, dt)
-			}
-		}
+		times, res.FirstLoss, res.LastLoss, stepErr = trainSteps(opt,
+			func() *tensor.Tensor { return m.Loss(ids, targets) }, warmup, steps, nil, nil)
 	})
 	if err = errors.Join(err, stepErr); err != nil {
 		return res, err
