@@ -174,7 +174,12 @@ func (r *Recipe) tokenizer(dir string) (tokenizer.Tokenizer, error) {
 	var err error
 	switch {
 	case r.Tokenizer.Train != nil && fileExists(path):
-		v, err = tokenizer.LoadVocab(path)
+		// Reuse the vocabulary trained by an earlier run, so ids stay put;
+		// the file is already in place.
+		if v, err = tokenizer.LoadVocab(path); err != nil {
+			return nil, fmt.Errorf("tokenizer: %w", err)
+		}
+		return tokenizer.New(v)
 	case r.Tokenizer.Train != nil:
 		tt := r.Tokenizer.Train
 		v, err = tokenizer.TrainFiles(tokenizer.TrainConfig{VocabSize: tt.VocabSize, Special: tt.Special,

@@ -24,10 +24,9 @@ var binaryOps = []struct {
 // binaryPattern is a broadcast pattern: the iteration shape and the
 // strides of A and B (nil for contiguous).
 type binaryPattern struct {
-	name       string
-	shape      []int
-	aSt, bSt   []int
-	aLen, bLen int // elements of A and B; computed from the strides when 0
+	name     string
+	shape    []int
+	aSt, bSt []int
 }
 
 var binaryPatterns = []binaryPattern{
