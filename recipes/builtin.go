@@ -30,12 +30,5 @@ func LoadOrBuiltin(path string) (*Recipe, error) {
 	if err != nil {
 		return Load(path)
 	}
-	r, err := Parse(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if err := r.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return r, nil
+	return parseValid(path, b)
 }

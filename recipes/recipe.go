@@ -204,12 +204,17 @@ func Load(path string) (*Recipe, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseValid(path, b)
+}
+
+// parseValid parses and validates a recipe, prefixing errors with name.
+func parseValid(name string, b []byte) (*Recipe, error) {
 	r, err := Parse(b)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if err := r.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return r, nil
 }
