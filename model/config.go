@@ -78,8 +78,9 @@ type Config struct {
 	// EOSTokenID holds the end-of-sequence ids: one, or several (Llama 3
 	// instruct models list three).
 	EOSTokenID TokenIDs `json:"eos_token_id,omitempty"`
-	// Extra keeps the keys minnow does not interpret (torch_dtype,
-	// use_cache, ...), which MarshalJSON writes back.
+	// Extra keeps the keys minnow does not interpret (dtype, or
+	// torch_dtype before transformers 5, use_cache, ...), which
+	// MarshalJSON writes back.
 	Extra map[string]json.RawMessage `json:"-"`
 }
 
@@ -202,6 +203,9 @@ type configAux struct {
 	Activation    *string         `json:"activation_function"`
 	SlidingWindow json.RawMessage `json:"sliding_window"`
 	EOS           json.RawMessage `json:"eos_token_id"`
+	// RopeParameters is transformers 5's spelling of rope_theta and
+	// rope_scaling together: {"rope_theta", "rope_type", "factor", ...}.
+	RopeParameters json.RawMessage `json:"rope_parameters"`
 }
 
 // knownKeys lists every key Config interprets, so the rest go to Extra.
@@ -254,6 +258,9 @@ func (c *Config) UnmarshalJSON(data []byte) error {
 	if aux.Activation != nil {
 		c.HiddenAct = *aux.Activation
 	}
+	if err := c.ropeParameters(aux.RopeParameters); err != nil {
+		return err
+	}
 	var all map[string]json.RawMessage
 	if err := json.Unmarshal(data, &all); err != nil {
 		return err
@@ -272,6 +279,36 @@ func (c *Config) UnmarshalJSON(data []byte) error {
 			}
 			c.Extra[k] = buf.Bytes()
 		}
+	}
+	return nil
+}
+
+// ropeParameters reads transformers 5's rope_parameters into RopeTheta and
+// RopeScaling. Where a config has both spellings, rope_parameters wins, as
+// it does in transformers 5; MarshalJSON writes the older keys, which
+// transformers 5 still reads, so one spelling survives a round trip.
+func (c *Config) ropeParameters(raw json.RawMessage) error {
+	if len(raw) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return nil
+	}
+	var p struct {
+		RopeTheta *float64 `json:"rope_theta"`
+		RopeScaling
+	}
+	if err := json.Unmarshal(raw, &p); err != nil {
+		// %v, not %w: jsonError would otherwise rename the key to the
+		// inner field's name alone.
+		return fmt.Errorf("key %q: %v", "rope_parameters", err)
+	}
+	if p.RopeTheta != nil {
+		c.RopeTheta = *p.RopeTheta
+	}
+	switch p.Kind() {
+	case "", "default":
+		c.RopeScaling = nil
+	default:
+		s := p.RopeScaling
+		c.RopeScaling = &s
 	}
 	return nil
 }
@@ -299,6 +336,11 @@ func (c Config) MarshalJSON() ([]byte, error) {
 		// Llama's bias switches mean nothing to GPT-2.
 		delete(m, "attention_bias")
 		delete(m, "mlp_bias")
+	}
+	if c.BOSTokenID == nil {
+		// An explicit null, since a missing key would read back as the
+		// architecture's default BOS.
+		m["bos_token_id"] = json.RawMessage("null")
 	}
 	for k, v := range c.Extra {
 		if _, ok := m[k]; !ok {

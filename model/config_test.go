@@ -123,6 +123,22 @@ func TestParseConfigSnippets(t *testing.T) {
 			func(c Config) bool {
 				return c.IntermediateSize == 0 && c.TieWordEmbeddings && c.MaxPositionEmbeddings == 1024
 			}},
+		// transformers 5 writes rope_parameters instead of rope_theta and
+		// rope_scaling, and dtype instead of torch_dtype.
+		{"v5-rope-llama3", `{"model_type":"llama","vocab_size":10,"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,"num_attention_heads":2,
+			"dtype":"float32","rope_parameters":{"factor":8.0,"high_freq_factor":4.0,"low_freq_factor":1.0,"original_max_position_embeddings":32,"rope_theta":50000.0,"rope_type":"llama3"}}`,
+			func(c Config) bool {
+				return c.RopeTheta == 50000 && reflect.DeepEqual(c.RopeScaling, &RopeScaling{RopeType: "llama3", Factor: 8, LowFreqFactor: 1,
+					HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 32}) && string(c.Extra["dtype"]) == `"float32"` && c.Extra["rope_parameters"] == nil
+			}},
+		{"v5-rope-default", `{"model_type":"qwen2","vocab_size":10,"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,"num_attention_heads":2,
+			"rope_parameters":{"rope_theta":1000000.0,"rope_type":"default"}}`,
+			func(c Config) bool { return c.RopeTheta == 1e6 && c.RopeScaling == nil }},
+		{"v5-rope-no-theta", `{"model_type":"llama","vocab_size":10,"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,"num_attention_heads":2,
+			"rope_parameters":{"rope_type":"linear","factor":2.0}}`,
+			func(c Config) bool {
+				return c.RopeTheta == 10000 && c.RopeScaling.Kind() == "linear" && c.RopeScaling.Factor == 2
+			}},
 		{"qwen2-window-off", `{"model_type":"qwen2","vocab_size":10,"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,
 			"num_attention_heads":2,"sliding_window":4096,"use_sliding_window":false}`,
 			func(c Config) bool { return c.SlidingWindow == 4096 }},
@@ -161,6 +177,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"no-intermediate", `{"model_type":"llama","vocab_size":10,"hidden_size":8,"num_hidden_layers":1,"num_attention_heads":2}`, []string{`"intermediate_size"`}},
 		{"rope-type", `{` + llama + `,"rope_scaling":{"rope_type":"yarn","factor":4}}`, []string{`"rope_scaling"`, "yarn"}},
 		{"rope-llama3", `{` + llama + `,"rope_scaling":{"rope_type":"llama3","factor":4}}`, []string{`"rope_scaling"`, "low_freq_factor"}},
+		{"v5-rope-type", `{` + llama + `,"rope_parameters":{"rope_type":"yarn","factor":4}}`, []string{"yarn"}},
+		{"v5-rope-value", `{` + llama + `,"rope_parameters":{"rope_theta":"big"}}`, []string{`key "rope_parameters"`}},
+		{"v5-rope-not-object", `{` + llama + `,"rope_parameters":7}`, []string{`key "rope_parameters"`}},
 		{"partial-rotary", `{` + llama + `,"partial_rotary_factor":0.3}`, []string{`"partial_rotary_factor"`, "even"}},
 		{"mistral-window", `{"model_type":"mistral","vocab_size":10,"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,
 			"num_attention_heads":2,"max_position_embeddings":32768}`, []string{`"sliding_window" (4096)`, "not supported"}},
