@@ -10,14 +10,16 @@ deps: ## Install OpenBLAS when missing (as root, through apt-get); without it, b
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev >/dev/null; \
 	else echo "deps: libopenblas-dev is missing and this is not root: install it, or build with CGO_ENABLED=0 (pure-Go BLAS)" >&2; exit 1; fi
 
-deps-node: ## Install the npm reference tools (tiktoken) that benchmarks compare against.
+deps-node: ## Install the npm reference tools: tiktoken (tokenizer benchmark) and node-llama-cpp with its prebuilt linux-x64 llama.cpp (GGUF export checks), pinned by the lock file; nothing is built, and NODE_LLAMA_CPP_SKIP_DOWNLOAD stops node-llama-cpp from fetching anything itself. npm install is the fallback where the registry lacks node-llama-cpp's other-platform binaries, which npm ci then reports missing from the lock file.
 	@command -v npm >/dev/null || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; else echo "deps-node: npm is missing" >&2; exit 1; fi; }
-	@[ -d tools/node/node_modules/tiktoken ] || (cd tools/node && npm ci --silent --no-audit --no-fund)
+	@[ -d tools/node/node_modules/tiktoken ] && [ -f tools/node/node_modules/node-llama-cpp/package.json ] && [ -d tools/node/node_modules/@node-llama-cpp/linux-x64 ] || \
+		(cd tools/node && export NODE_LLAMA_CPP_SKIP_DOWNLOAD=true && \
+		{ npm ci --omit=optional --silent --no-audit --no-fund 2>/dev/null || npm install --omit=optional --no-save --silent --no-audit --no-fund; })
 
 build: deps
 	$(GO) build ./...
 
-test: deps lint
+test: deps deps-node lint
 	$(GO) test -count=1 ./...
 	CGO_ENABLED=0 $(GO) test -count=1 ./tensor/...
 	CGO_ENABLED=0 $(GO) test -count=1 -tags purego ./tensor/cpu/...
@@ -30,9 +32,21 @@ bench: deps deps-node
 	$(GO) run ./cmd/minnow bench core
 	$(GO) run ./cmd/minnow bench tokenize --compare
 
-demo: deps
-	$(GO) run ./cmd/minnow version
-	$(GO) run ./cmd/minnow bench core --steps 5
+ifndef DEMO_DIR
+DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
+endif
+MINNOW_BIN := runs/bin/minnow
+
+demo: deps ## Pretrain a tiny model on the arithmetic task, fine-tune it (SFT), plot both runs (about 4 minutes on 2 cores).
+	$(GO) build -o $(MINNOW_BIN) ./cmd/minnow
+	$(MINNOW_BIN) version
+	$(MINNOW_BIN) recipes ls
+	$(MINNOW_BIN) run arith-pretrain --out $(DEMO_DIR)/arith-pretrain --every 50
+	$(MINNOW_BIN) run arith-sft --set model.checkpoint=$(DEMO_DIR)/arith-pretrain --out $(DEMO_DIR)/arith-sft --every 50
+	$(MINNOW_BIN) plot $(DEMO_DIR)/arith-pretrain $(DEMO_DIR)/arith-sft --metric loss,eval_loss --out $(DEMO_DIR)/loss.png
+	$(MINNOW_BIN) runs ls $(DEMO_DIR)
+	@echo "run folders: $(DEMO_DIR)/arith-pretrain $(DEMO_DIR)/arith-sft (answers in arith-sft/samples.jsonl)"
+	@echo "plot: $(DEMO_DIR)/loss.png"
 
 lint:
 	@out=$$(gofmt -l . ); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/olekukonko/tablewriter"
+	"github.com/urfave/cli/v2"
+
+	"github.com/minnowml/minnow/convert"
+	"github.com/minnowml/minnow/data/tokenizer"
+	"github.com/minnowml/minnow/gguf"
+	"github.com/minnowml/minnow/recipes"
+)
+
+func exportCmd() *cli.Command {
+	return &cli.Command{
+		Name:  "export",
+		Usage: "export a trained model for other runtimes",
+		Subcommands: []*cli.Command{{
+			Name:      "gguf",
+			Usage:     "write a checkpoint as a GGUF file that llama.cpp and ollama run",
+			ArgsUsage: " ",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "checkpoint", Usage: "run directory (its newest checkpoint) or checkpoint file; tokenizer.gguf is looked for beside it"},
+				&cli.StringFlag{Name: "type", Value: "f16", Usage: "weight type: f32, f16, bf16, q8_0 or q4_0 (norms and biases stay f32)"},
+				&cli.StringFlag{Name: "out", Usage: "GGUF file to write"},
+				&cli.StringFlag{Name: "name", Usage: "general.name (default: minnow-<architecture>)"},
+				&cli.StringFlag{Name: "chat-template", Usage: "file holding a Jinja chat template to store instead of the tokenizer's"},
+			},
+			Action: exportGGUF,
+		}},
+	}
+}
+
+func exportGGUF(c *cli.Context) error {
+	if c.Args().Present() {
+		return usageErr{fmt.Errorf("unexpected argument %q (see --help)", c.Args().First())}
+	}
+	// Checked here rather than with Required, whose error is not a usage
+	// error and would exit 1 instead of 2.
+	if c.String("checkpoint") == "" || c.String("out") == "" {
+		return usageErr{errors.New("--checkpoint and --out are required (see --help)")}
+	}
+	typ, err := convert.ParseGGUFType(c.String("type"))
+	if err != nil {
+		return usageErr{err}
+	}
+	src := c.String("checkpoint")
+	st, err := os.Stat(src)
+	if err != nil {
+		return usageErr{err}
+	}
+	tokDir := src
+	if !st.IsDir() {
+		tokDir = filepath.Dir(src)
+	}
+	cp, err := recipes.LoadCheckpoint(src)
+	if err != nil {
+		return usageErr{err}
+	}
+	v, err := tokenizer.LoadVocab(filepath.Join(tokDir, recipes.TokenizerFile))
+	if err != nil {
+		return usageErr{fmt.Errorf("the model's tokenizer: %w", err)}
+	}
+	opt := convert.GGUFOptions{Type: typ, Name: c.String("name")}
+	if p := c.String("chat-template"); p != "" {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return usageErr{err}
+		}
+		opt.ChatTemplate = string(b)
+	}
+	m, _, err := recipes.LoadModel(backend(c), cp)
+	if err != nil {
+		return err
+	}
+	out := c.String("out")
+	if err := convert.ExportGGUFFile(out, m, v, opt); err != nil {
+		return err
+	}
+	info, err := os.Stat(out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "wrote %s (%s, %s weights, %d tensors)\n", out, humanBytes(info.Size()), typ, len(m.Params()))
+	return nil
+}
+
+func inspectCmd() *cli.Command {
+	return &cli.Command{
+		Name:      "inspect",
+		Usage:     "print a GGUF file's metadata and tensor table",
+		ArgsUsage: "FILE.gguf",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageErr{errors.New("give one GGUF file")}
+			}
+			f, err := gguf.Open(c.Args().First())
+			if err != nil {
+				return usageErr{err}
+			}
+			defer f.Close()
+			return printGGUF(c, f)
+		},
+	}
+}
+
+// printGGUF writes f's metadata table (long arrays summarised) and tensor
+// table.
+func printGGUF(c *cli.Context, f *gguf.File) error {
+	w := c.App.Writer
+	fmt.Fprintf(w, "GGUF v%d, alignment %d, %d metadata entries, %d tensors\n", f.Version, f.Alignment, len(f.Metadata), len(f.Tensors))
+	t := tablewriter.NewWriter(w)
+	t.Header("key", "value")
+	var rows [][]string
+	for _, kv := range f.Metadata {
+		rows = append(rows, []string{kv.Key, summarise(kv.Value)})
+	}
+	if err := t.Bulk(rows); err != nil {
+		return err
+	}
+	if err := t.Render(); err != nil {
+		return err
+	}
+	t = tablewriter.NewWriter(w)
+	t.Header("tensor", "type", "shape", "bytes")
+	rows = rows[:0]
+	var total uint64
+	counts := map[string]int{}
+	for _, ti := range f.Tensors {
+		dims := make([]string, len(ti.Dims))
+		for i, d := range ti.Dims {
+			dims[i] = strconv.FormatUint(d, 10)
+		}
+		rows = append(rows, []string{ti.Name, ti.Type.String(), "[" + strings.Join(dims, ", ") + "]", strconv.FormatUint(ti.Size, 10)})
+		total += ti.Size
+		counts[ti.Type.String()]++
+	}
+	if err := t.Bulk(rows); err != nil {
+		return err
+	}
+	if err := t.Render(); err != nil {
+		return err
+	}
+	var types []string
+	for k, n := range counts {
+		types = append(types, fmt.Sprintf("%s ×%d", k, n))
+	}
+	sort.Strings(types)
+	fmt.Fprintf(w, "tensor data: %s (%s)\n", humanBytes(int64(total)), strings.Join(types, ", "))
+	return nil
+}
+
+// summarise renders a metadata value, showing at most a few elements of
+// an array and cutting long strings, so that a 150k-token vocabulary
+// stays one line.
+func summarise(v any) string {
+	const maxElems, maxLen = 6, 120
+	cut := func(s string) string {
+		if len(s) > maxLen {
+			return s[:maxLen] + fmt.Sprintf("… (%d bytes)", len(s))
+		}
+		return s
+	}
+	switch x := v.(type) {
+	case string:
+		return cut(strconv.Quote(x))
+	case []string:
+		var parts []string
+		for _, s := range x[:min(len(x), maxElems)] {
+			parts = append(parts, strconv.Quote(s))
+		}
+		return arraySummary("string", len(x), parts)
+	}
+	s := fmt.Sprint(v)
+	if strings.HasPrefix(s, "[") {
+		// A numeric array: fmt prints it space-separated.
+		f := strings.Fields(strings.Trim(s, "[]"))
+		return arraySummary(fmt.Sprintf("%T", v)[2:], len(f), f[:min(len(f), maxElems)])
+	}
+	return fmt.Sprintf("%s (%T)", cut(s), v)
+}
+
+func arraySummary(elem string, n int, shown []string) string {
+	s := fmt.Sprintf("[%d %s] [%s", n, elem, strings.Join(shown, ", "))
+	if n > len(shown) {
+		s += ", …"
+	}
+	return s + "]"
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

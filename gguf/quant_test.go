@@ -1,0 +1,124 @@
+package gguf
+
+import (
+	"bytes"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestEncodeKnownBlocks checks whole blocks against bytes worked out by
+// hand from ggml's reference quantizers.
+func TestEncodeKnownBlocks(t *testing.T) {
+	// One block: -2 first, then 31 ones.
+	block := make([]float32, 32)
+	for i := range block {
+		block[i] = 1
+	}
+	block[0] = -2
+	q4 := []byte{0x00, 0x34, 0xc0} // d = -2/-8 = 0.25 (f16 0x3400)
+	for range 15 {
+		q4 = append(q4, 0xcc) // 1/0.25+8.5 = 12.5 -> 12 in both nibbles
+	}
+	q8 := []byte{0x08, 0x24, 0x81} // d = 2/127 (f16 0x2408); -2 -> -127
+	for range 31 {
+		q8 = append(q8, 0x40) // 63.5 rounds away from zero to 64
+	}
+	cases := []struct {
+		name string
+		typ  GGMLType
+		in   []float32
+		want []byte
+	}{
+		{"q4_0", Q4_0, block, q4},
+		{"q8_0", Q8_0, block, q8},
+		// 0/-8 is -0 in C as in Go, so ggml stores the scale as f16 -0.
+		{"q4_0-zero", Q4_0, make([]float32, 32), append([]byte{0, 0x80}, bytes.Repeat([]byte{0x88}, 16)...)},
+		{"q8_0-zero", Q8_0, make([]float32, 32), make([]byte, 34)},
+		{"f16", F16, []float32{1, -2, 65504, 1.0 / 3}, []byte{0x00, 0x3c, 0x00, 0xc0, 0xff, 0x7b, 0x55, 0x35}},
+		// 1+2^-8 is a tie between bf16 1 and 1+2^-7: even wins (1).
+		{"bf16", BF16, []float32{1, -2, 1 + 1.0/256, 1 + 3.0/256}, []byte{0x80, 0x3f, 0x00, 0xc0, 0x80, 0x3f, 0x82, 0x3f}},
+		{"f32", F32, []float32{1, -2}, []byte{0, 0, 0x80, 0x3f, 0, 0, 0, 0xc0}},
+	}
+	for _, c := range cases {
+		got, err := Encode(c.typ, c.in)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if !bytes.Equal(got, c.want) {
+			t.Errorf("%s: got % x, want % x", c.name, got, c.want)
+		}
+	}
+}
+
+// TestEncodeRoundTrip checks that Decode(Encode(x)) stays within each
+// type's error bound on random data: exact for F32, half an ulp for the
+// float types, half a step for Q8_0, and one step for Q4_0, whose value
+// of largest magnitude of the opposite sign is clamped from 8 steps to 7.
+func TestEncodeRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	x := make([]float32, 32*64)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64()) * float32(math.Pow(10, float64(i%5-2)))
+	}
+	cases := []struct {
+		typ GGMLType
+		// bound returns the largest error allowed for an element, given
+		// the largest magnitude in its block.
+		bound func(v, amax float32) float64
+	}{
+		{F32, func(v, amax float32) float64 { return 0 }},
+		{F16, func(v, amax float32) float64 { return math.Abs(float64(v))*(1.0/2048) + 3e-8 }},
+		{BF16, func(v, amax float32) float64 { return math.Abs(float64(v)) * (1.0 / 256) }},
+		// The f16 scale adds a relative error of 2^-11 on top of the step.
+		{Q8_0, func(v, amax float32) float64 { return float64(amax) * (1.0/254 + 1.0/1024) }},
+		{Q4_0, func(v, amax float32) float64 { return float64(amax) * (1.0/8 + 1.0/1024) }},
+	}
+	for _, c := range cases {
+		enc, err := Encode(c.typ, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if size, _ := c.typ.ByteSize([]uint64{uint64(len(x))}); uint64(len(enc)) != size {
+			t.Fatalf("%s: %d bytes, want %d", c.typ, len(enc), size)
+		}
+		dec, err := Decode(c.typ, enc, len(x))
+		if err != nil {
+			t.Fatal(err)
+		}
+		worst := 0.0
+		for b := 0; b < len(x); b += 32 {
+			var amax float32
+			for _, v := range x[b : b+32] {
+				amax = max(amax, float32(math.Abs(float64(v))))
+			}
+			for i := b; i < b+32; i++ {
+				e := math.Abs(float64(dec[i] - x[i]))
+				if e > c.bound(x[i], amax) {
+					t.Fatalf("%s: element %d: %g decodes to %g, error %g over the bound %g", c.typ, i, x[i], dec[i], e, c.bound(x[i], amax))
+				}
+				worst = max(worst, e/float64(max(amax, 1e-30)))
+			}
+		}
+		t.Logf("%s: worst error %.3g of the block's largest magnitude", c.typ, worst)
+	}
+}
+
+func TestEncodeErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		run  func() error
+	}{
+		{"q8_0-partial-block", func() error { _, err := Encode(Q8_0, make([]float32, 31)); return err }},
+		{"q4_0-partial-block", func() error { _, err := Encode(Q4_0, make([]float32, 33)); return err }},
+		{"q4_k-encode", func() error { _, err := Encode(Q4_K, make([]float32, 256)); return err }},
+		{"q4_k-decode", func() error { _, err := Decode(Q4_K, make([]byte, 144), 256); return err }},
+		{"short", func() error { _, err := Decode(Q8_0, make([]byte, 33), 32); return err }},
+		{"negative", func() error { _, err := Decode(F32, nil, -1); return err }},
+	}
+	for _, c := range cases {
+		if c.run() == nil {
+			t.Errorf("%s: no error", c.name)
+		}
+	}
+}
