@@ -45,6 +45,12 @@ type GenerateConfig struct {
 	// keeps its randomness however prompts are batched or ordered (an RL
 	// run resumed with other batches, say).
 	Seeds []uint64
+	// Prefix, when set, holds P soft-prompt embeddings [P, width] in the
+	// model's dtype that every prompt continues: they are prefilled into
+	// the KV caches before the prompt tokens at positions 0..P-1, and the
+	// prompt's tokens follow at positions P and on (see
+	// ForwardOptions.Prefix). They count towards the model's context.
+	Prefix *tensor.Tensor
 }
 
 // The finish reasons of a Completion.
@@ -130,10 +136,10 @@ var (
 // (MaxNewTokens not positive; Temperature, TopP or MinP negative, above 1
 // where that applies, or NaN; TopK negative; a stop token outside the
 // vocabulary; an empty stop string, or stop strings without a tokenizer;
-// Seeds not one per prompt), a prompt is empty, holds an id outside the
-// vocabulary or leaves no room in the model's context, the model's
-// forward pass fails (the *tensor.Error it panicked with), or its logits
-// are not finite.
+// Seeds not one per prompt; a Prefix not [P, width]), a prompt is empty,
+// holds an id outside the vocabulary or leaves no room in the model's
+// context (counting the prefix), the model's forward pass fails (the
+// *tensor.Error it panicked with), or its logits are not finite.
 func Generate(m Model, tok tokenizer.Tokenizer, prompts [][]int32, cfg GenerateConfig) ([]Completion, error) {
 	if m == nil {
 		return nil, errors.New("model: generate: nil model")
@@ -148,6 +154,12 @@ func Generate(m Model, tok tokenizer.Tokenizer, prompts [][]int32, cfg GenerateC
 	}
 	g := &generator{m: m, tok: tok, cfg: cfg, vocab: mc.VocabSize, stops: map[int32]bool{},
 		be: ps[0].Tensor.Backend(), kvHeads: mc.KVHeads(), headDim: mc.HeadSize()}
+	if p := cfg.Prefix; p != nil {
+		if p.Rank() != 2 || p.Dim(1) != mc.HiddenSize || p.Dim(0) == 0 {
+			return nil, fmt.Errorf("model: generate: prefix of shape %v, want [P, %d] with P positive", p.Shape(), mc.HiddenSize)
+		}
+		g.prefix = p.Dim(0)
+	}
 	for _, id := range stopTokens(cfg, tok) {
 		g.stops[id] = true
 	}
@@ -163,10 +175,10 @@ func Generate(m Model, tok tokenizer.Tokenizer, prompts [][]int32, cfg GenerateC
 		}
 		limit := cfg.MaxNewTokens
 		if ctx := mc.MaxPositionEmbeddings; ctx > 0 {
-			if len(p) >= ctx {
-				return nil, fmt.Errorf("model: generate: prompt %d has %d tokens, leaving no room in the context of %d", i, len(p), ctx)
+			if n := len(p) + g.prefix; n >= ctx {
+				return nil, fmt.Errorf("model: generate: prompt %d has %d tokens (with a prefix of %d), leaving no room in the context of %d", i, n, g.prefix, ctx)
 			}
-			limit = min(limit, ctx-len(p))
+			limit = min(limit, ctx-len(p)-g.prefix)
 		}
 		g.rows = append(g.rows, &genRow{index: i, prompt: p, limit: limit, key: rowKey(cfg.Seed, cfg.Seeds, i), out: &out[i]})
 	}
@@ -240,7 +252,8 @@ type genRow struct {
 	prompt []int32
 	// limit is the most tokens this prompt may generate.
 	limit int
-	// pad is the number of cache columns before the prompt's first token.
+	// pad is the number of padding columns before the prompt's first
+	// token, which follow the generator's prefix columns.
 	pad int
 	key uint64
 	out *Completion
@@ -260,6 +273,9 @@ type generator struct {
 	// be is the model's backend; kvHeads and headDim shape its caches.
 	be               tensor.Backend
 	kvHeads, headDim int
+	// prefix is the number of soft-prompt columns at the start of every
+	// row's cache, before its padding.
+	prefix int
 }
 
 // run prefills every prompt and then decodes until all are finished.
@@ -273,7 +289,7 @@ func (g *generator) run() error {
 		r.pad = L - len(r.prompt)
 	}
 	// The last token is sampled but never fed, hence the -1.
-	g.caches = g.m.NewCaches(len(g.rows), L+longest-1)
+	g.caches = g.m.NewCaches(len(g.rows), g.prefix+L+longest-1)
 	logits, err := g.prefill(L)
 	for err == nil {
 		if err = g.step(logits); err != nil || len(g.rows) == 0 {
@@ -302,18 +318,27 @@ func (g *generator) prefill(L int) ([][]float32, error) {
 	for lo := 0; lo < L; lo += chunk {
 		hi := min(lo+chunk, L)
 		T := hi - lo
-		ids, pos := make([]int32, B*T), make([]int32, B*T)
+		// The first chunk carries the prefix, P more columns at positions
+		// 0..P-1, and the prompts' positions start after it.
+		P := 0
+		if lo == 0 {
+			P = g.prefix
+		}
+		ids, pos := make([]int32, B*T), make([]int32, B*(P+T))
 		for b, r := range g.rows {
+			for c := range P {
+				pos[b*(P+T)+c] = int32(c)
+			}
 			for c := lo; c < hi; c++ {
 				// Padding feeds id 0 at position 0, valid for every model;
 				// the mask keeps it out of the real tokens' attention.
 				if j := c - r.pad; j >= 0 {
-					ids[b*T+c-lo], pos[b*T+c-lo] = r.prompt[j], int32(j)
+					ids[b*T+c-lo], pos[b*(P+T)+P+c-lo] = r.prompt[j], int32(g.prefix+j)
 				}
 			}
 		}
 		var err error
-		if logits, err = g.forward(ids, pos, T); err != nil {
+		if logits, err = g.forward(ids, pos, T, P); err != nil {
 			return nil, err
 		}
 	}
@@ -327,18 +352,23 @@ func (g *generator) decode() ([][]float32, error) {
 	ids, pos := make([]int32, len(g.rows)), make([]int32, len(g.rows))
 	for b, r := range g.rows {
 		ids[b] = r.out.Tokens[len(r.out.Tokens)-1]
-		// Cache column n holds position n - pad.
+		// Cache column n holds position n - pad, the prefix columns before
+		// the padding included.
 		pos[b] = int32(n - r.pad)
 	}
-	return g.forward(ids, pos, 1)
+	return g.forward(ids, pos, 1, 0)
 }
 
-// forward runs the model on ids and positions [B, T] after the cached
-// columns and returns each row's logits at the last new column.
-func (g *generator) forward(ids, pos []int32, T int) ([][]float32, error) {
+// forward runs the model on ids [B, T], after P prefix columns when P is
+// not 0, with positions [B, P+T] after the cached columns and returns each
+// row's logits at the last new column.
+func (g *generator) forward(ids, pos []int32, T, P int) ([][]float32, error) {
 	B := len(g.rows)
-	opt := ForwardOptions{Caches: g.caches, Positions: tensor.From(g.be, tensor.Int32, pos, B, T),
-		Mask: g.padMask(T, g.caches[0].Len()+T)}
+	opt := ForwardOptions{Caches: g.caches, Positions: tensor.From(g.be, tensor.Int32, pos, B, P+T),
+		Mask: g.padMask(P+T, g.caches[0].Len()+P+T)}
+	if P > 0 {
+		opt.Prefix = g.cfg.Prefix
+	}
 	x := tensor.From(g.be, tensor.Int32, ids, B, T)
 	out := g.m.Forward(x, opt)
 	defer func() {
@@ -379,7 +409,7 @@ func (g *generator) padMask(T, Tk int) *tensor.Tensor {
 		for t := range T {
 			row := m[(b*T+t)*Tk:]
 			// A chunk of prefill can end before the padding does.
-			for j := range min(r.pad, Tk) {
+			for j := g.prefix; j < min(g.prefix+r.pad, Tk); j++ {
 				row[j] = inf
 			}
 		}
@@ -506,7 +536,7 @@ func (g *generator) compact(keep []int) {
 	none := tensor.Empty(g.be, tensor.Float32, len(g.rows), 0, g.kvHeads, g.headDim)
 	for i, c := range g.caches {
 		ks, vs := c.Append(none, none)
-		k, v := pickRows(ks, keep, start), pickRows(vs, keep, start)
+		k, v := pickRows(ks, keep, g.prefix, start), pickRows(vs, keep, g.prefix, start)
 		fresh[i].Append(k, v)
 		for _, t := range []*tensor.Tensor{k, v, ks, vs} {
 			t.Release()
@@ -523,11 +553,20 @@ func (g *generator) compact(keep []int) {
 	g.rows = rows
 }
 
-// pickRows returns the batch rows keep (ascending) of t [B, n, H, D] from
-// column start on, as a view when they are one contiguous run and as a
-// copy otherwise.
-func pickRows(t *tensor.Tensor, keep []int, start int) *tensor.Tensor {
-	cols := t.Slice(1, start, t.Dim(1))
+// pickRows returns the batch rows keep (ascending) of t [B, n, H, D]
+// without the start columns after the first prefix ones, as a view when
+// that leaves one contiguous block and as a copy otherwise.
+func pickRows(t *tensor.Tensor, keep []int, prefix, start int) *tensor.Tensor {
+	var cols *tensor.Tensor
+	switch n := t.Dim(1); {
+	case start == 0 || prefix == 0:
+		cols = t.Slice(1, start, n)
+	default:
+		head, tail := t.Slice(1, 0, prefix), t.Slice(1, prefix+start, n)
+		cols = tensor.Concat(1, head, tail)
+		head.Release()
+		tail.Release()
+	}
 	var parts []*tensor.Tensor
 	for i := 0; i < len(keep); {
 		j := i + 1

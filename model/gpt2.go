@@ -119,14 +119,14 @@ func newGPT2(cfg Config, be tensor.Backend, dt tensor.DType, seed uint64) (Model
 // position at or beyond n_positions panics with *tensor.Error, as the
 // position table has no row for it.
 func (m *GPT2) Forward(ids *tensor.Tensor, opt ForwardOptions) *tensor.Tensor {
-	pos := m.b.inputs(ids, opt)
-	x := m.Embed.Forward(ids).Add(m.Pos.Forward(pos))
+	pos, p := m.b.inputs(ids, opt)
+	x := withPrefix(m.Embed.Forward(ids), opt.Prefix).Add(m.Pos.Forward(pos))
 	for i, blk := range m.Blocks {
 		ao := nn.AttentionOptions{Mask: opt.Mask, Cache: cacheAt(opt.Caches, i)}
 		x = x.Add(blk.Attn.Forward(blk.AttnNorm.Forward(x), ao))
 		x = x.Add(blk.MLP.Forward(blk.FFNNorm.Forward(x)))
 	}
-	return lmHead(m.Norm.Forward(x), m.Output, m.Embed)
+	return lmHead(m.Norm.Forward(dropPrefix(x, p)), m.Output, m.Embed)
 }
 
 // Loss returns the mean next-token cross-entropy of ids against targets;

@@ -149,14 +149,14 @@ func newLlama(qwen2 bool) Constructor {
 
 // Forward returns the logits [B, T, vocab] for ids [B, T]; see Model.
 func (m *Llama) Forward(ids *tensor.Tensor, opt ForwardOptions) *tensor.Tensor {
-	pos := m.b.inputs(ids, opt)
-	x := m.Embed.Forward(ids)
+	pos, p := m.b.inputs(ids, opt)
+	x := withPrefix(m.Embed.Forward(ids), opt.Prefix)
 	for i, blk := range m.Blocks {
 		ao := nn.AttentionOptions{Positions: pos, Mask: opt.Mask, Cache: cacheAt(opt.Caches, i)}
 		x = x.Add(blk.Attn.Forward(blk.AttnNorm.Forward(x), ao))
 		x = x.Add(blk.MLP.Forward(blk.FFNNorm.Forward(x)))
 	}
-	return lmHead(m.Norm.Forward(x), m.Output, m.Embed)
+	return lmHead(m.Norm.Forward(dropPrefix(x, p)), m.Output, m.Embed)
 }
 
 // Loss returns the mean next-token cross-entropy of ids against targets;

@@ -65,19 +65,39 @@ var tensorType = reflect.TypeFor[*tensor.Tensor]()
 // to a struct or an exported field that holds tensors has no gguf tag, both
 // programmer errors.
 func Params(m any) []NamedParam {
+	v := checkModel("Params", m)
+	var out []NamedParam
+	walk(v.Elem(), "", func(name string, v reflect.Value) bool {
+		if v.Type() != tensorType {
+			return false
+		}
+		if !v.IsNil() {
+			out = append(out, NamedParam{Name: name, Tensor: v.Interface().(*tensor.Tensor), Slot: v.Addr().Interface().(**tensor.Tensor)})
+		}
+		return true
+	})
+	return out
+}
+
+// visitor is called on every tagged value the walk reaches, with its dotted
+// name; it returns true when it took the value, which the walk then does
+// not descend into.
+type visitor func(name string, v reflect.Value) bool
+
+// checkModel panics unless m is a non-nil pointer to a struct whose tensor
+// fields all carry gguf tags; what names the caller.
+func checkModel(what string, m any) reflect.Value {
 	v := reflect.ValueOf(m)
 	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
-		panic(fmt.Sprintf("model: Params needs a non-nil pointer to a struct, got %T", m))
+		panic(fmt.Sprintf("model: %s needs a non-nil pointer to a struct, got %T", what, m))
 	}
 	if bad := untagged(v.Elem().Type()); len(bad) > 0 {
 		panic(fmt.Sprintf("model: fields hold tensors without a gguf tag: %s", strings.Join(bad, ", ")))
 	}
-	var out []NamedParam
-	walk(v.Elem(), "", &out)
-	return out
+	return v
 }
 
-func walk(v reflect.Value, prefix string, out *[]NamedParam) {
+func walk(v reflect.Value, prefix string, fn visitor) {
 	t := v.Type()
 	for i := range t.NumField() {
 		f := t.Field(i)
@@ -94,28 +114,27 @@ func walk(v reflect.Value, prefix string, out *[]NamedParam) {
 		if opt == "inline" {
 			sub = prefix
 		}
-		visit(fv, prefix+name, sub, out)
+		visit(fv, prefix+name, sub, fn)
 	}
 }
 
-// visit adds the parameters in v: a tensor named name, or the fields of a
-// layer under prefix.
-func visit(v reflect.Value, name, prefix string, out *[]NamedParam) {
-	switch {
-	case v.Type() == tensorType:
+// visit offers v, named name, to fn and, unless fn takes it, descends: into
+// a pointer's target, a layer's fields under prefix, or a slice's elements.
+func visit(v reflect.Value, name, prefix string, fn visitor) {
+	if fn(name, v) {
+		return
+	}
+	switch v.Kind() {
+	case reflect.Pointer:
 		if !v.IsNil() {
-			*out = append(*out, NamedParam{Name: name, Tensor: v.Interface().(*tensor.Tensor), Slot: v.Addr().Interface().(**tensor.Tensor)})
+			visit(v.Elem(), name, prefix, fn)
 		}
-	case v.Kind() == reflect.Pointer:
-		if !v.IsNil() {
-			visit(v.Elem(), name, prefix, out)
-		}
-	case v.Kind() == reflect.Struct:
-		walk(v, prefix, out)
-	case v.Kind() == reflect.Slice || v.Kind() == reflect.Array:
+	case reflect.Struct:
+		walk(v, prefix, fn)
+	case reflect.Slice, reflect.Array:
 		for j := range v.Len() {
 			n := name + "." + strconv.Itoa(j)
-			visit(v.Index(j), n, n+".", out)
+			visit(v.Index(j), n, n+".", fn)
 		}
 	}
 }

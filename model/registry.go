@@ -47,6 +47,14 @@ type ForwardOptions struct {
 	// and values of ids are appended and attention reads every cached
 	// token. Run decoding under tensor.NoGrad.
 	Caches []*tensor.KVCache
+	// Prefix, when set, holds P embeddings [P, width] (shared by every
+	// row) or [B, P, width] that enter the first layer before the tokens'
+	// own, as a soft prompt's virtual tokens do. The sequence is then
+	// P+T columns long: Positions and Mask must cover P+T columns (the
+	// default positions number them 0..P+T-1), and Caches receive all
+	// of them, so decoding after a prefilled prefix passes no Prefix
+	// again. The logits cover only the T tokens.
+	Prefix *tensor.Tensor
 }
 
 // Constructor builds a model from a validated config on be, with

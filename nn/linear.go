@@ -68,6 +68,20 @@ type Linear struct {
 	Weight *tensor.Tensor `gguf:"weight"`
 	// Bias is [out], or nil for none.
 	Bias *tensor.Tensor `gguf:"bias"`
+	// Adapter, when set, adds its Delta to every output, as a LoRA adapter
+	// does; its parameters are its own, not the layer's, so Params and
+	// checkpoints of the model never list them.
+	Adapter Adapter `gguf:"-"`
+}
+
+// Adapter is a learned correction attached to a Linear layer.
+type Adapter interface {
+	// Delta returns the term added to the layer's output for input x
+	// [..., in], shaped [..., out], or nil to add nothing (an adapter that
+	// is switched off or merged into the weight). The result must be a
+	// fresh tensor, such as an op's output: the layer releases it once
+	// added. It panics with *tensor.Error on invalid operands, as ops do.
+	Delta(x *tensor.Tensor) *tensor.Tensor
 }
 
 // NewLinear returns a Linear layer on be with weights of dtype dt drawn
@@ -88,7 +102,7 @@ func NewLinear(be tensor.Backend, dt tensor.DType, rng *rand.Rand, cfg LinearCon
 	return l, nil
 }
 
-// Forward returns x·Wᵀ + b. The weight's transposed view is read in place
+// Forward returns x·Wᵀ + b, plus the adapter's delta when one is set. The weight's transposed view is read in place
 // by MatMul, so no copy of W is made. Shapes: x [..., in] with at least two
 // axes -> [..., out]. It panics with *tensor.Error when x's last axis is not
 // in, x has fewer than two axes, or dtypes or backends differ.
@@ -96,6 +110,18 @@ func (l *Linear) Forward(x *tensor.Tensor) *tensor.Tensor {
 	y := x.MatMul(l.Weight.Transpose(0, 1))
 	if l.Bias != nil {
 		y = y.Add(l.Bias)
+	}
+	if l.Adapter != nil {
+		if d := l.Adapter.Delta(x); d != nil {
+			sum := y.Add(d)
+			// The sum's backward hands its gradient to both addends without
+			// reading their values, so their memory can go back to the pool
+			// now instead of at Backward: an adapted layer then holds one
+			// output of its size, as a plain one does, not three.
+			y.Release()
+			d.Release()
+			y = sum
+		}
 	}
 	return y
 }

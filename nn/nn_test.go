@@ -422,3 +422,49 @@ func TestForwardPanicsWithTensorError(t *testing.T) {
 		t.Errorf("error %v, want a *tensor.Error about the input shape", err)
 	}
 }
+
+// scaledInput is an Adapter adding k·x (for a square layer), or nothing
+// when off.
+type scaledInput struct {
+	k  float64
+	on bool
+}
+
+func (s *scaledInput) Delta(x *tensor.Tensor) *tensor.Tensor {
+	if !s.on {
+		return nil
+	}
+	return x.Scale(s.k)
+}
+
+// TestLinearAdapter checks that an adapter's delta is added to the output,
+// that a nil delta leaves it exactly as without an adapter, and that the
+// adapter stays out of the layer's parameters.
+func TestLinearAdapter(t *testing.T) {
+	l := mk(nn.NewLinear(be, tensor.Float64, tensor.NewRNG(3), nn.LinearConfig{In: 4, Out: 4, Bias: true}))
+	x := randn(4, tensor.Float64, 1, 2, 4)
+	plain := l.Forward(x).Float64s()
+	xs := x.Float64s()
+	cases := []struct {
+		name string
+		ad   *scaledInput
+		want func(i int) float64
+	}{
+		{"off", &scaledInput{k: 2, on: false}, func(i int) float64 { return plain[i] }},
+		{"on", &scaledInput{k: 2, on: true}, func(i int) float64 { return plain[i] + 2*xs[i] }},
+		{"negative", &scaledInput{k: -0.5, on: true}, func(i int) float64 { return plain[i] - 0.5*xs[i] }},
+	}
+	for _, c := range cases {
+		l.Adapter = c.ad
+		got := l.Forward(x).Float64s()
+		for i := range got {
+			if math.Abs(got[i]-c.want(i)) > 1e-12 {
+				t.Fatalf("%s: output %d is %v, want %v", c.name, i, got[i], c.want(i))
+			}
+		}
+	}
+	l.Adapter = nil
+	if got := l.Forward(x).Float64s(); !slices.Equal(got, plain) {
+		t.Errorf("without the adapter the output changed: %v, want %v", got, plain)
+	}
+}
