@@ -43,10 +43,10 @@ demo: deps ## Pretrain a tiny model on the arithmetic task, fine-tune it (SFT), 
 	$(MINNOW_BIN) recipes ls
 	$(MINNOW_BIN) run arith-pretrain --out $(DEMO_DIR)/arith-pretrain --every 50
 	$(MINNOW_BIN) run arith-sft --set model.checkpoint=$(DEMO_DIR)/arith-pretrain --out $(DEMO_DIR)/arith-sft --every 50
-	$(MINNOW_BIN) plot $(DEMO_DIR)/arith-pretrain $(DEMO_DIR)/arith-sft --metric loss,eval_loss --out $(DEMO_DIR)/loss.png
+	$(MINNOW_BIN) plot $(DEMO_DIR)/arith-pretrain $(DEMO_DIR)/arith-sft --out $(DEMO_DIR)/curves.png
 	$(MINNOW_BIN) runs ls $(DEMO_DIR)
 	@echo "run folders: $(DEMO_DIR)/arith-pretrain $(DEMO_DIR)/arith-sft (answers in arith-sft/samples.jsonl)"
-	@echo "plot: $(DEMO_DIR)/loss.png"
+	@echo "plot: $(DEMO_DIR)/curves.png"
 
 lint:
 	@out=$$(gofmt -l . ); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -14,19 +13,23 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/minnowml/minnow/data/tokenizer"
 	"github.com/minnowml/minnow/model"
 	"github.com/minnowml/minnow/train"
 )
 
-// Recipe is a pretraining run. Its YAML keys are the snake_case names in
-// the field tags.
+// Recipe is a training run. Its YAML keys are the snake_case names in
+// the field tags, plus the section of its method when the method has one.
 type Recipe struct {
-	// Name names the run; the default run directory is runs/<name>.
+	// Name names the run; the default run directory is
+	// runs/<name>-<timestamp>.
 	Name string `yaml:"name"`
-	// Method is "pretrain" (the default: next-token loss on every token of
-	// data.text) or "sft" (loss on completion and assistant tokens only, of
-	// the examples in data.jsonl, packed with per-document attention).
+	// Description is one line saying what the recipe does, for listings.
+	Description string `yaml:"description,omitempty"`
+	// Method names a registered Method: "pretrain" (the default:
+	// next-token loss on every token of data.text), "sft" (loss on
+	// completion and assistant tokens only, of the examples in
+	// data.jsonl, packed with per-document attention), or one that
+	// another package registers.
 	Method string `yaml:"method,omitempty"`
 	// Seed seeds the model's initial weights and the data order.
 	Seed uint64 `yaml:"seed"`
@@ -38,8 +41,18 @@ type Recipe struct {
 	Data DataSpec `yaml:"data"`
 	// Train holds the loop's settings.
 	Train TrainSpec `yaml:"train"`
-	// Out is the run directory; empty means runs/<name>.
+	// Sample, when set, samples completions at the end of the run.
+	Sample *SampleSpec `yaml:"sample,omitempty"`
+	// Out is the run directory; empty means a new
+	// runs/<name>-<timestamp>. Running a recipe whose run directory
+	// holds checkpoints resumes from the newest.
 	Out string `yaml:"out,omitempty"`
+	// MethodConfig is the method's section (see Method.NewConfig), nil
+	// for a method without one.
+	MethodConfig any `yaml:"-"`
+	// Extensions holds the sections of registered extensions the recipe
+	// has, by section (see Extension.NewConfig).
+	Extensions map[string]any `yaml:"-"`
 }
 
 // ModelSpec names the model in one of three ways: Config, a Hugging Face
@@ -83,7 +96,10 @@ type TokenizerTrain struct {
 // DataSpec is the training text and its batching. The last ValFraction of
 // the windows is held out for evaluation.
 type DataSpec struct {
+	// Text lists the text files of a pretraining run.
 	Text []string `yaml:"text,omitempty"`
+	// Arith generates the arithmetic task instead of reading files.
+	Arith *ArithSpec `yaml:"arith,omitempty"`
 	// JSONL lists the example files of an SFT run: prompt/completion or
 	// chat records.
 	JSONL []string `yaml:"jsonl,omitempty"`
@@ -196,20 +212,21 @@ func (m ModelSpec) MarshalYAML() (any, error) {
 	return m.Inline, nil
 }
 
-// Load reads, decodes and validates the recipe at path (see Parse and
-// Validate). Relative paths inside it stay relative to the working
-// directory, as on the command line.
-func Load(path string) (*Recipe, error) {
+// Load reads, decodes and validates the recipe at path with the
+// overrides sets applied (see Parse and Validate). Relative paths inside
+// it stay relative to the working directory, as on the command line. It
+// returns the errors of reading, Parse and Validate.
+func Load(path string, sets ...Override) (*Recipe, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return parseValid(path, b)
+	return parseValid(path, b, sets)
 }
 
 // parseValid parses and validates a recipe, prefixing errors with name.
-func parseValid(name string, b []byte) (*Recipe, error) {
-	r, err := Parse(b)
+func parseValid(name string, b []byte, sets []Override) (*Recipe, error) {
+	r, err := Parse(b, sets...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -219,31 +236,94 @@ func parseValid(name string, b []byte) (*Recipe, error) {
 	return r, nil
 }
 
-// Parse decodes a recipe from YAML and expands environment variables such
-// as ${MINNOW_DATA} in its paths; it does not validate. It returns an
-// error naming the key's path and line for an unknown key or a value of
-// the wrong type, and an error for malformed YAML or a document that is
-// not a single mapping.
-func Parse(b []byte) (*Recipe, error) {
+// Parse decodes a recipe from YAML, applies the overrides sets (as
+// `minnow run --set` does) before decoding, decodes the method's section
+// into MethodConfig, and expands environment variables such as
+// ${MINNOW_DATA} in its paths; it does not validate. It returns an error
+// naming the key's path and line for an unknown key (suggesting the
+// nearest allowed key) or a value of the wrong type, an error for an
+// override of an unknown path, a section of another method, malformed
+// YAML, or a document that is not a single mapping.
+func Parse(b []byte, sets ...Override) (*Recipe, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(b, &root); err != nil {
 		return nil, err
 	}
-	paths := map[int]string{}
+	if root.Kind == 0 {
+		root = yaml.Node{Kind: yaml.DocumentNode}
+	}
+	for i, o := range sets {
+		if err := o.apply(&root, setLine+i); err != nil {
+			return nil, err
+		}
+	}
+	if len(root.Content) != 1 || root.Content[0].Kind != yaml.MappingNode {
+		return nil, errors.New("a recipe is one YAML mapping of name:, model:, data:, train:, ...")
+	}
+	if err := checkKeys(&root, recipeType, ""); err != nil {
+		return nil, err
+	}
+	paths := map[int][]keyAt{}
 	linePaths(&root, "", paths)
+	for i, o := range sets {
+		paths[setLine+i] = []keyAt{{o.Path, ""}}
+	}
 	var r Recipe
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&r); err != nil {
+	if err := root.Decode(&r); err != nil {
 		return nil, annotate(err, paths)
+	}
+	if err := r.decodeSection(root.Content[0], paths); err != nil {
+		return nil, err
 	}
 	r.expand()
 	return &r, nil
 }
 
-// linePaths records, per line, the dotted path of the deepest key on it,
-// since yaml.v3's errors name lines but not keys.
-func linePaths(n *yaml.Node, path string, out map[int]string) {
+// decodeSection decodes the method's section of the mapping top into
+// r.MethodConfig, over the method's defaults, and the extensions'
+// sections into r.Extensions. A section of another registered method is
+// an error, since it would silently do nothing.
+func (r *Recipe) decodeSection(top *yaml.Node, paths map[int][]keyAt) error {
+	own, _ := Lookup(r.Method)
+	if own != nil && own.Section() != "" {
+		r.MethodConfig = own.NewConfig()
+	}
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		k := top.Content[i]
+		if x, ok := extension(k.Value); ok {
+			cfg := x.NewConfig()
+			if err := top.Content[i+1].Decode(cfg); err != nil {
+				return annotate(err, paths)
+			}
+			if r.Extensions == nil {
+				r.Extensions = map[string]any{}
+			}
+			r.Extensions[k.Value] = cfg
+			continue
+		}
+		for _, m := range Methods() {
+			if m.Section() != k.Value {
+				continue
+			}
+			if own == nil || m.Name() != own.Name() {
+				return fmt.Errorf("%s%s: this section belongs to method: %s, but the recipe's method is %q", lineOf(k), k.Value, m.Name(), r.Method)
+			}
+			if err := top.Content[i+1].Decode(r.MethodConfig); err != nil {
+				return annotate(err, paths)
+			}
+		}
+	}
+	return nil
+}
+
+// keyAt is a key path found on a line, with its value when that is a
+// scalar.
+type keyAt struct{ path, value string }
+
+// linePaths records, per line, the dotted paths of the keys and list
+// elements on it, since yaml.v3's errors name lines but not keys; a flow
+// mapping puts several on one line.
+func linePaths(n *yaml.Node, path string, out map[int][]keyAt) {
 	switch n.Kind {
 	case yaml.DocumentNode:
 		for _, c := range n.Content {
@@ -255,27 +335,64 @@ func linePaths(n *yaml.Node, path string, out map[int]string) {
 			if path != "" {
 				p = path + "." + p
 			}
-			out[n.Content[i].Line] = p
-			linePaths(n.Content[i+1], p, out)
+			v := n.Content[i+1]
+			out[n.Content[i].Line] = append(out[n.Content[i].Line], keyAt{p, scalarValue(v)})
+			linePaths(v, p, out)
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
 			p := path + "[" + strconv.Itoa(i) + "]"
-			if _, ok := out[c.Line]; !ok || c.Kind != yaml.ScalarNode || c.Line != n.Line {
-				out[c.Line] = p
-			}
+			out[c.Line] = append(out[c.Line], keyAt{p, scalarValue(c)})
 			linePaths(c, p, out)
 		}
 	}
 }
 
+// notScalar is the value keyAt records for a list or mapping; it matches
+// no quoted value.
+const notScalar = "\x00"
+
+func scalarValue(n *yaml.Node) string {
+	if n.Kind == yaml.ScalarNode {
+		return n.Value
+	}
+	return notScalar
+}
+
+// pathOn returns the path on line an error message is about: the one
+// whose value the message quotes (yaml.v3 writes it in backquotes), else
+// the line's last key, else "".
+func pathOn(keys []keyAt, msg string) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	if m := quotedRE.FindStringSubmatch(msg); m != nil {
+		for k := len(keys) - 1; k >= 0; k-- {
+			if keys[k].value == m[1] {
+				return keys[k].path
+			}
+		}
+	} else {
+		// No value quoted: the error is about a list or mapping value.
+		for k := len(keys) - 1; k >= 0; k-- {
+			if keys[k].value == notScalar {
+				return keys[k].path
+			}
+		}
+	}
+	// The first key of a line is its outermost; the deepest came last.
+	return keys[len(keys)-1].path
+}
+
 var (
+	quotedRE  = regexp.MustCompile("`([^`]*)`")
 	lineRE    = regexp.MustCompile(`^line (\d+): (.*)$`)
 	unknownRE = regexp.MustCompile(`^field (\S+) not found in type (\S+)$`)
+	typeRE    = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `([^`]*)`)? into (\\S+)$")
 )
 
 // annotate rewrites yaml.v3's "line N: ..." messages to name the key path.
-func annotate(err error, paths map[int]string) error {
+func annotate(err error, paths map[int][]keyAt) error {
 	var msgs []string
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
@@ -296,12 +413,50 @@ func annotate(err error, paths map[int]string) error {
 		if u := unknownRE.FindStringSubmatch(msg); u != nil {
 			msg = "unknown key " + strconv.Quote(u[1])
 		}
-		if p := paths[line]; p != "" && !strings.HasPrefix(msg, p) && !strings.HasPrefix(msg, "model") {
+		p := pathOn(paths[line], msg)
+		if tm := typeRE.FindStringSubmatch(msg); tm != nil {
+			msg = typeMessage(tm[1], tm[2], tm[3])
+		}
+		if p != "" && !strings.HasPrefix(msg, p) && !strings.HasPrefix(msg, "model") {
 			msg = p + ": " + msg
+		}
+		if line >= setLine {
+			out = append(out, "--set "+msg)
+			continue
 		}
 		out = append(out, "line "+sm[1]+": "+msg)
 	}
 	return errors.New(strings.Join(out, "; "))
+}
+
+// typeMessage rewrites yaml.v3's "cannot unmarshal !!tag `value` into
+// type" as the value and what is allowed, in recipe terms.
+func typeMessage(tag, value, goType string) string {
+	got := map[string]string{"seq": "a list", "map": "a mapping", "null": "an empty value"}[tag]
+	if got == "" {
+		got = strconv.Quote(value)
+	}
+	var allowed string
+	switch {
+	case strings.HasPrefix(goType, "[]string"):
+		allowed = "a list of strings"
+	case strings.HasPrefix(goType, "[]"):
+		allowed = "a list"
+	case strings.HasPrefix(goType, "map["), strings.Contains(goType, "."):
+		allowed = "a mapping"
+		if goType == "train.DecayShape" {
+			allowed = "a string"
+		}
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"):
+		allowed = "an integer"
+	case strings.HasPrefix(goType, "float"):
+		allowed = "a number"
+	case goType == "bool":
+		allowed = "true or false"
+	default:
+		allowed = "a " + goType
+	}
+	return fmt.Sprintf("%s has the wrong type (allowed: %s)", got, allowed)
 }
 
 // expand substitutes environment variables in every path of r.
@@ -312,15 +467,10 @@ func (r *Recipe) expand() {
 	for i, t := range r.Data.Text {
 		r.Data.Text[i] = os.ExpandEnv(t)
 	}
-	r.Out = os.ExpandEnv(r.Out)
-}
-
-// RunDir returns the run directory: Out, else runs/<name>.
-func (r *Recipe) RunDir() string {
-	if r.Out != "" {
-		return r.Out
+	for i, t := range r.Data.JSONL {
+		r.Data.JSONL[i] = os.ExpandEnv(t)
 	}
-	return filepath.Join("runs", r.Name)
+	r.Out = os.ExpandEnv(r.Out)
 }
 
 // rangeErr is an out-of-range value: its path, value and what is allowed.
@@ -328,9 +478,11 @@ func rangeErr(path string, v any, allowed string) error {
 	return fmt.Errorf("%s: %v is out of range (allowed: %s)", path, v, allowed)
 }
 
-// Validate checks every value's range and that every named file exists.
-// It returns the first problem as an error naming the key's path, the
-// value and what is allowed, or the missing file.
+// Validate checks every value's range, that every named file exists, and
+// the rules of the recipe's method (Method.Validate). It returns the
+// first problem as an error naming the key's path, the value and what is
+// allowed, a *FileError for a missing file, or Lookup's error for an
+// unknown method.
 func (r *Recipe) Validate() error {
 	if r.Name == "" || strings.ContainsAny(r.Name, `/\`) {
 		return rangeErr("name", strconv.Quote(r.Name), "a non-empty name without slashes")
@@ -348,14 +500,42 @@ func (r *Recipe) Validate() error {
 	if err := r.validateTokenizer(); err != nil {
 		return err
 	}
-	for _, f := range []struct{ path, file string }{{"model.config", m.Config}, {"model.checkpoint", m.Checkpoint}, {"tokenizer.path", r.Tokenizer.Path}} {
+	tokPath := "tokenizer.path"
+	if r.Tokenizer.Path == "" {
+		tokPath = "tokenizer (taken from model.checkpoint's run)"
+	}
+	for _, f := range []struct{ path, file string }{{"model.config", m.Config}, {"model.checkpoint", m.Checkpoint}, {tokPath, r.TokenizerPath()}} {
 		if err := exists(f.path, f.file); err != nil {
 			return err
 		}
 	}
 	d := r.Data
-	if err := r.validateMethod(); err != nil {
+	meth, err := Lookup(r.Method)
+	if err != nil {
 		return err
+	}
+	if d.Arith != nil {
+		if len(d.Text) > 0 || len(d.JSONL) > 0 {
+			return errors.New("data.arith: generate the data or read data.text/data.jsonl, not both")
+		}
+		if err := d.Arith.validate(); err != nil {
+			return err
+		}
+	}
+	if r.Sample != nil {
+		if err := r.Sample.validate(r); err != nil {
+			return err
+		}
+	}
+	if err := meth.Validate(r); err != nil {
+		return err
+	}
+	for _, x := range Extensions() {
+		if cfg, on := r.Extensions[x.Section()]; on {
+			if err := x.Validate(r, cfg); err != nil {
+				return err
+			}
+		}
 	}
 	for i, f := range d.Text {
 		if err := exists(fmt.Sprintf("data.text[%d]", i), f); err != nil {
@@ -382,50 +562,19 @@ func (r *Recipe) Validate() error {
 	return r.validateTrain()
 }
 
-// The training methods a recipe can name.
+// The training methods this package registers.
 const (
 	MethodPretrain = "pretrain"
 	MethodSFT      = "sft"
 )
 
-func (r *Recipe) validateMethod() error {
-	d := r.Data
-	switch r.Method {
-	case "", MethodPretrain:
-		if len(d.Text) == 0 {
-			return errors.New("data.text: list at least one text file")
-		}
-		if len(d.JSONL) > 0 || d.ChatTemplate != "" {
-			return errors.New("data.jsonl and data.chat_template belong to method: sft; pretraining reads data.text")
-		}
-	case MethodSFT:
-		if len(d.JSONL) == 0 {
-			return errors.New("data.jsonl: list at least one JSONL file of prompt/completion or chat examples")
-		}
-		if len(d.Text) > 0 {
-			return errors.New("data.text: method sft reads data.jsonl, not text")
-		}
-		if r.Tokenizer.Train != nil {
-			return errors.New("tokenizer.train: method sft fine-tunes with the model's own tokenizer; give tokenizer.path")
-		}
-		if d.ChatTemplate != "" {
-			if _, err := tokenizer.ChatTemplateByName(d.ChatTemplate); err != nil {
-				return fmt.Errorf("data.chat_template: %w", err)
-			}
-		}
-		if r.Train.EvalEvery > 0 && r.Train.EvalBatches <= 0 && d.ValFraction > 0 {
-			return rangeErr("train.eval_batches", r.Train.EvalBatches, "a positive cap, since packed SFT batches repeat endlessly")
-		}
-	default:
-		return rangeErr("method", strconv.Quote(r.Method), "pretrain or sft")
-	}
-	return nil
-}
-
 func (r *Recipe) validateTokenizer() error {
 	t := r.Tokenizer
-	if (t.Path == "") == (t.Train == nil) {
+	if t.Path != "" && t.Train != nil {
 		return errors.New("tokenizer: give exactly one of path: (a tokenizer file) or train: {vocab_size, special, pre}")
+	}
+	if t.Path == "" && t.Train == nil && r.Model.Checkpoint == "" {
+		return errors.New("tokenizer: give path: (a tokenizer file) or train: {vocab_size, special, pre}; only a model.checkpoint run brings its own")
 	}
 	if t.Train == nil {
 		return nil
@@ -477,7 +626,7 @@ func (r *Recipe) validateTrain() error {
 		return rangeErr("train.optimizer.eps/weight_decay", fmt.Sprint(o.Eps, "/", o.WeightDecay), "non-negative values")
 	}
 	if _, err := t.Schedule.Build(t.Steps); err != nil {
-		return fmt.Errorf("train.schedule: %w (kind allowed: constant, linear, cosine, wsd)", err)
+		return fmt.Errorf("train.schedule: %w", err)
 	}
 	if t.EvalEvery > 0 && r.Data.ValFraction == 0 {
 		return rangeErr("train.eval_every", t.EvalEvery, "0 when data.val_fraction is 0, since nothing is held out")
@@ -485,15 +634,28 @@ func (r *Recipe) validateTrain() error {
 	return nil
 }
 
-// exists returns an error naming path and file when file is set and
-// missing.
+// FileError is a file a recipe names that does not exist.
+type FileError struct {
+	// Key is the recipe key naming the file, such as data.text[0].
+	Key string
+	// File is the missing path.
+	File string
+}
+
+// Error names the key and the file.
+func (e *FileError) Error() string {
+	return fmt.Sprintf("%s: file %s does not exist", e.Key, e.File)
+}
+
+// exists returns a *FileError when file is set and missing, and an error
+// naming path when it cannot be checked.
 func exists(path, file string) error {
 	if file == "" {
 		return nil
 	}
 	if _, err := os.Stat(file); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("%s: file %s does not exist", path, file)
+			return &FileError{Key: path, File: file}
 		}
 		return fmt.Errorf("%s: %w", path, err)
 	}
@@ -503,10 +665,33 @@ func exists(path, file string) error {
 // Marshal returns r as YAML, as Run saves it to <run>/recipe.yaml. It
 // returns an error when a value cannot be encoded.
 func (r *Recipe) Marshal() ([]byte, error) {
+	var doc yaml.Node
+	if err := doc.Encode(r); err != nil {
+		return nil, err
+	}
+	sections := map[string]any{}
+	if m, err := Lookup(r.Method); err == nil && m.Section() != "" && r.MethodConfig != nil {
+		sections[m.Section()] = r.MethodConfig
+	}
+	for s, cfg := range r.Extensions {
+		sections[s] = cfg
+	}
+	keys := make([]string, 0, len(sections))
+	for s := range sections {
+		keys = append(keys, s)
+	}
+	sort.Strings(keys)
+	for _, s := range keys {
+		var sec yaml.Node
+		if err := sec.Encode(sections[s]); err != nil {
+			return nil, err
+		}
+		doc.Content = append(doc.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s}, &sec)
+	}
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
-	if err := enc.Encode(r); err != nil {
+	if err := enc.Encode(&doc); err != nil {
 		return nil, err
 	}
 	if err := enc.Close(); err != nil {

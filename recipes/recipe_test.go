@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/minnowml/minnow/tensor/cpu"
-	"github.com/minnowml/minnow/train"
 )
 
 const base = `name: t
@@ -48,7 +47,7 @@ func TestStrictness(t *testing.T) {
 		{"unknown-key", "  clip_norm: 1", "  clip_nrom: 1", `line 21: train.clip_nrom: unknown key "clip_nrom"`},
 		{"unknown-nested", "{weight_decay: 0.1}", "{weight_decay: 0.1, lr_max: 1}", `train.optimizer.lr_max: unknown key "lr_max"`},
 		{"unknown-model-field", "  hidden_size: 32", "  hiden_size: 32", "model.hiden_size: unknown key"},
-		{"wrong-type", "  batch: 4", "  batch: four", "line 16: data.batch: cannot unmarshal !!str `four`"},
+		{"wrong-type", "  batch: 4", "  batch: four", `line 16: data.batch: "four" has the wrong type (allowed: an integer)`},
 		{"bad-value", "val_fraction: 0.1", "val_fraction: 1.5", "data.val_fraction: 1.5 is out of range (allowed: 0 <= val_fraction < 1)"},
 		{"bad-kind", "kind: cosine", "kind: cosin", "train.schedule:"},
 		{"missing-file", text, "/nope/x.txt", "data.text[0]: file /nope/x.txt does not exist"},
@@ -84,7 +83,7 @@ func TestRunResumes(t *testing.T) {
 	}
 	be := cpu.New(2)
 	var losses []float64
-	sum, err := Run(context.Background(), be, r, func(m train.Metric) { losses = append(losses, m.Loss) })
+	sum, err := Run(context.Background(), be, r, func(p Progress) { losses = append(losses, p.Loss) })
 	if err != nil {
 		t.Fatal(err)
 	}

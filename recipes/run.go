@@ -1,9 +1,9 @@
 package recipes
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/minnowml/minnow/checkpoint"
-	"github.com/minnowml/minnow/data"
 	"github.com/minnowml/minnow/data/tokenizer"
 	"github.com/minnowml/minnow/gguf"
 	"github.com/minnowml/minnow/model"
@@ -32,6 +31,8 @@ const (
 type Summary struct {
 	// RunDir is the run directory.
 	RunDir string
+	// Method is the method that ran.
+	Method string
 	// StartStep is the step the run resumed at (0 for a fresh run).
 	StartStep int
 	// Steps is the step the run ended at.
@@ -45,121 +46,110 @@ type Summary struct {
 	Elapsed time.Duration
 	// Checkpoint is the last checkpoint saved.
 	Checkpoint string
+	// ArithAccuracy is the share of held-out arithmetic problems answered
+	// right (see SampleSpec), nil when none were scored.
+	ArithAccuracy *float64
+	// Extra holds further results by label, such as the file an export
+	// extension wrote; summaries list them.
+	Extra map[string]string
 }
 
-// Run carries out r on be: see the package documentation for what it
-// writes. progress, when not nil, sees every update's metric. Cancelling
-// ctx saves a checkpoint and returns the context's error with the summary
-// so far. It returns an error when the tokenizer, data, model or
-// checkpoint cannot be built or loaded, or training fails.
-func Run(ctx context.Context, be tensor.Backend, r *Recipe, progress func(train.Metric)) (Summary, error) {
-	dir := r.RunDir()
-	sum := Summary{RunDir: dir}
+// Run carries out r on be with its method (see Method): it creates the
+// run directory (r.Out, else a new runs/<name>-<timestamp>, which it
+// stores in r.Out and links as runs/<name>-latest), saves the resolved
+// recipe, hands the method an Env, runs the recipe's Finisher extensions
+// when the method succeeded, and writes summary.md. progress, when not
+// nil, sees every update the method logs. Cancelling ctx saves a
+// checkpoint and returns the context's error with the summary so far. It
+// returns an error for an unknown method, when the run directory cannot
+// be written, or the method's or an extension's error.
+func Run(ctx context.Context, be tensor.Backend, r *Recipe, progress func(Progress)) (Summary, error) {
+	meth, err := Lookup(r.Method)
+	if err != nil {
+		return Summary{}, err
+	}
+	fresh := r.Out == ""
+	if fresh {
+		// Two runs started within a second must not share a directory,
+		// since the second would resume the first.
+		base := NewRunDir("runs", r.Name, time.Now())
+		r.Out = base
+		for i := 2; fileExists(r.Out); i++ {
+			r.Out = fmt.Sprintf("%s-%d", base, i)
+		}
+	}
+	dir := r.Out
+	sum := &Summary{RunDir: dir, Method: meth.Name()}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return sum, err
+		return *sum, err
 	}
-	tok, err := r.tokenizer(dir)
-	if err != nil {
-		return sum, err
-	}
-	cfg, init, err := r.modelConfig(len(tok.Vocab().Tokens))
-	if err != nil {
-		return sum, err
-	}
-	cfgJSON, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return sum, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, ConfigFile), cfgJSON, 0o644); err != nil {
-		return sum, err
+	if fresh {
+		linkLatest(dir, r.Name)
 	}
 	rb, err := r.Marshal()
 	if err != nil {
-		return sum, err
+		return *sum, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, RecipeFile), rb, 0o644); err != nil {
-		return sum, err
-	}
-
-	var batches, eval train.Batches
-	var obj train.Objective = train.NextToken{}
-	if r.Method == MethodSFT {
-		if batches, eval, err = r.sftBatches(be, tok); err != nil {
-			return sum, err
-		}
-		obj = SFT{}
-	} else {
-		shards, err := r.shards(dir, tok)
-		if err != nil {
-			return sum, err
-		}
-		defer shards.Close()
-		if batches, eval, err = r.streams(be, shards); err != nil {
-			return sum, err
-		}
-	}
-
-	m, err := model.New(cfg, be, tensor.Float32, r.Seed)
-	if err != nil {
-		return sum, fmt.Errorf("model: %w", err)
-	}
-	weights, opt, err := optimizer(m, r.Train.Optimizer)
-	if err != nil {
-		return sum, err
-	}
-	if init != nil {
-		if err := copyWeights(be, init, m); err != nil {
-			return sum, fmt.Errorf("model.checkpoint: %w", err)
-		}
-	}
-	start, err := train.Resume(dir, weights, opt, batches)
-	var skipped *checkpoint.SkippedError
-	if err != nil && !(errors.As(err, &skipped) && start > 0) {
-		return sum, err
-	}
-	sum.StartStep = start
-	sched, err := r.Train.Schedule.Build(r.Train.Steps)
-	if err != nil {
-		return sum, fmt.Errorf("train.schedule: %w", err)
+	if err := writeFile(dir, RecipeFile, rb); err != nil {
+		return *sum, err
 	}
 	mf, err := os.OpenFile(filepath.Join(dir, MetricsFile), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
-		return sum, err
+		return *sum, err
 	}
 	defer mf.Close()
-	t := r.Train
-	lc := train.LoopConfig{Steps: t.Steps, GradAccum: t.GradAccum, ClipNorm: t.ClipNorm, Schedule: sched,
-		EvalEvery: t.EvalEvery, Eval: eval, EvalBatches: t.EvalBatches, CheckpointEvery: t.CheckpointEvery,
-		CheckpointDir: dir, Keep: t.Keep, Metrics: &metricTap{w: mf, progress: progress, sum: &sum},
-		Weights: weights, Arch: cfg.ModelType, ModelConfig: cfgJSON,
-		Tokenizer: TokenizerFile, Recipe: rb}
-	began := time.Now()
-	res, err := train.Loop(ctx, m, opt, obj, batches, lc)
-	sum.Elapsed = time.Since(began)
-	sum.Steps, sum.Loss, sum.Checkpoint = res.Step, res.Loss, res.Checkpoint
-	if res.EvalLoss != 0 {
-		sum.EvalLoss = res.EvalLoss
+	e := &Env{Backend: be, Recipe: r, Dir: dir, RecipeYAML: rb, sum: sum,
+		metrics: &metricTap{w: mf, progress: progress, sum: sum}}
+	s, err := meth.Run(ctx, e)
+	s.RunDir, s.Method = dir, meth.Name()
+	if err == nil {
+		err = e.finish(ctx, &s)
 	}
-	return sum, err
+	if werr := writeSummary(r, s, err); werr != nil && err == nil {
+		err = werr
+	}
+	return s, err
 }
 
-// metricTap writes each metric line to w and hands it to progress, which
-// is how Run follows the loop without a callback in train.LoopConfig.
+// writeFile writes b to dir/name.
+func writeFile(dir, name string, b []byte) error {
+	return os.WriteFile(filepath.Join(dir, name), b, 0o644)
+}
+
+// Progress is one training update as Run reports it: the train.Metric
+// fields, every numeric field of the metrics line by name (a method's
+// own, such as reward, included), and the line itself.
+type Progress struct {
+	train.Metric
+	// Values holds the line's numbers; nested objects are flattened as
+	// rewards.correct.
+	Values MetricRow
+	// Line is the JSON object as metrics.jsonl holds it, without the
+	// newline.
+	Line []byte
+}
+
+// metricTap writes each metric line to w and hands updates to progress,
+// which is how Run follows a method without a callback of its own.
 type metricTap struct {
 	w        io.Writer
-	progress func(train.Metric)
+	progress func(Progress)
 	sum      *Summary
 }
 
 func (t *metricTap) Write(p []byte) (int, error) {
-	var m train.Metric
-	if err := json.Unmarshal(p, &m); err == nil {
+	row, err := parseMetricLine(p)
+	// A loss tells training updates from other lines, such as the
+	// accuracy Sample logs, which progress does not show.
+	if _, isUpdate := row["loss"]; err == nil && isUpdate {
+		var m train.Metric
+		json.Unmarshal(p, &m) // row parsed, so this cannot fail on syntax; mistyped fields stay zero
 		t.sum.Tokens = m.Tokens
 		if m.EvalLoss != nil {
 			t.sum.EvalLoss = *m.EvalLoss
 		}
 		if t.progress != nil {
-			t.progress(m)
+			t.progress(Progress{Metric: m, Values: row, Line: bytes.TrimRight(p, "\n")})
 		}
 	}
 	return t.w.Write(p)
@@ -168,8 +158,8 @@ func (t *metricTap) Write(p []byte) (int, error) {
 // tokenizer returns the run's tokenizer and writes it to the run directory.
 // A vocabulary already trained there is reused so that a resumed run
 // keeps its token ids.
-func (r *Recipe) tokenizer(dir string) (tokenizer.Tokenizer, error) {
-	path := filepath.Join(dir, TokenizerFile)
+func (r *Recipe) tokenizer(e *Env) (tokenizer.Tokenizer, error) {
+	path := filepath.Join(e.Dir, TokenizerFile)
 	var v *tokenizer.Vocab
 	var err error
 	switch {
@@ -181,11 +171,15 @@ func (r *Recipe) tokenizer(dir string) (tokenizer.Tokenizer, error) {
 		}
 		return tokenizer.New(v)
 	case r.Tokenizer.Train != nil:
+		texts, terr := e.TextFiles()
+		if terr != nil {
+			return nil, terr
+		}
 		tt := r.Tokenizer.Train
 		v, err = tokenizer.TrainFiles(tokenizer.TrainConfig{VocabSize: tt.VocabSize, Special: tt.Special,
-			Pre: tt.Pre, MinFrequency: tt.MinFrequency}, r.Data.Text...)
+			Pre: tt.Pre, MinFrequency: tt.MinFrequency}, texts...)
 	default:
-		v, err = tokenizer.LoadVocab(r.Tokenizer.Path)
+		v, err = tokenizer.LoadVocab(r.TokenizerPath())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
@@ -194,6 +188,23 @@ func (r *Recipe) tokenizer(dir string) (tokenizer.Tokenizer, error) {
 		return nil, err
 	}
 	return tokenizer.New(v)
+}
+
+// TokenizerPath is the tokenizer file the run loads: tokenizer.path, else
+// with model.checkpoint the tokenizer.gguf of that run, else "" (the
+// tokenizer is trained).
+func (r *Recipe) TokenizerPath() string {
+	switch {
+	case r.Tokenizer.Path != "":
+		return r.Tokenizer.Path
+	case r.Tokenizer.Train != nil || r.Model.Checkpoint == "":
+		return ""
+	}
+	dir := r.Model.Checkpoint
+	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+		dir = filepath.Dir(dir)
+	}
+	return filepath.Join(dir, TokenizerFile)
 }
 
 // modelConfig resolves the model's config, and for model.checkpoint the
@@ -287,52 +298,7 @@ func copyWeights(be tensor.Backend, c *checkpoint.Checkpoint, m model.Model) err
 	return nil
 }
 
-// optimizer returns m's weights and AdamW with the usual groups: matrices
-// decay, norms, biases and embeddings do not.
-func optimizer(m model.Model, cfg train.AdamWConfig) ([]train.Weight, *train.AdamW, error) {
-	var weights []train.Weight
-	for _, p := range m.Params() {
-		weights = append(weights, train.Weight{Name: p.Name, Tensor: p.Tensor})
-	}
-	decay, keep := model.DecaySplit(m.Params())
-	opt, err := train.NewAdamW(cfg, train.ParamGroup{Params: decay}, train.ParamGroup{Params: keep, NoDecay: true})
-	return weights, opt, err
-}
-
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
-}
-
-// shards tokenizes the recipe's text into the run directory's shards (or
-// reuses them) and opens them.
-func (r *Recipe) shards(dir string, tok tokenizer.Tokenizer) (*data.Shards, error) {
-	shardDir := filepath.Join(dir, ShardDir)
-	if _, err := data.BuildShards(shardDir, r.Data.Text, tok, data.ShardOptions{}); err != nil {
-		return nil, err
-	}
-	return data.OpenShards(shardDir)
-}
-
-// streams returns the training windows and, when the recipe evaluates, the
-// held-out ones.
-func (r *Recipe) streams(be tensor.Backend, shards *data.Shards) (batches, eval train.Batches, err error) {
-	d := r.Data
-	stream := func(part data.Part) (train.Batches, error) {
-		st, err := shards.Stream(data.StreamOptions{Batch: d.Batch, Seq: d.Seq, ValFraction: d.ValFraction,
-			Part: part, Shuffle: d.Shuffle && part == data.Train, Seed: r.Seed, OnePass: part == data.Validation})
-		if err != nil {
-			return nil, fmt.Errorf("data: %w", err)
-		}
-		return train.StreamBatches(st, be, d.Batch, d.Seq)
-	}
-	if batches, err = stream(data.Train); err != nil {
-		return nil, nil, err
-	}
-	if r.Train.EvalEvery > 0 {
-		if eval, err = stream(data.Validation); err != nil {
-			return nil, nil, err
-		}
-	}
-	return batches, eval, nil
 }

@@ -1,7 +1,9 @@
 package recipes
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/minnowml/minnow/data"
@@ -125,12 +127,13 @@ func (p *packedBatches) Seek(cursor []byte) error {
 	return p.s.Seek(c.Cursor)
 }
 
-// sftBatches reads the recipe's JSONL examples, tokenizes them with loss
+// sftBatches reads the JSONL examples of files (data.jsonl, or the
+// generated data.arith examples), tokenizes them with loss
 // only on completion and assistant tokens, packs them into rows of
 // data.seq tokens, and returns packed batch sources for training and, with
 // a validation fraction, for evaluation (a seeded selection of rows). Errors
 // name the file and example.
-func (r *Recipe) sftBatches(be tensor.Backend, tok tokenizer.Tokenizer) (batches, eval train.Batches, err error) {
+func (r *Recipe) sftBatches(be tensor.Backend, tok tokenizer.Tokenizer, files []string) (batches, eval train.Batches, err error) {
 	d := r.Data
 	var tmpl *tokenizer.ChatTemplate
 	if d.ChatTemplate != "" {
@@ -141,7 +144,7 @@ func (r *Recipe) sftBatches(be tensor.Backend, tok tokenizer.Tokenizer) (batches
 		tmpl = &t
 	}
 	var seqs []data.SFTSequence
-	for i, path := range d.JSONL {
+	for i, path := range files {
 		exs, _, err := data.Load(path, data.ReadOptions{})
 		if err != nil {
 			return nil, nil, fmt.Errorf("data.jsonl[%d]: %w", i, err)
@@ -177,4 +180,65 @@ func (r *Recipe) sftBatches(be tensor.Backend, tok tokenizer.Tokenizer) (batches
 		}
 	}
 	return batches, eval, nil
+}
+
+func init() {
+	Register(sftMethod{})
+}
+
+// sftMethod fine-tunes on prompt/completion or chat examples with the
+// loss on completion and assistant tokens only.
+type sftMethod struct{}
+
+func (sftMethod) Name() string { return MethodSFT }
+
+func (sftMethod) Description() string {
+	return "supervised fine-tuning: loss on completions of data.jsonl or data.arith, examples packed"
+}
+
+func (sftMethod) Section() string { return "" }
+
+func (sftMethod) NewConfig() any { return nil }
+
+func (sftMethod) Validate(r *Recipe) error {
+	d := r.Data
+	if len(d.JSONL) == 0 && d.Arith == nil {
+		return errors.New("data.jsonl: list at least one JSONL file of prompt/completion or chat examples, or generate them with data.arith")
+	}
+	if len(d.Text) > 0 {
+		return errors.New("data.text: method sft reads data.jsonl, not text")
+	}
+	if r.Tokenizer.Train != nil {
+		return errors.New("tokenizer.train: method sft fine-tunes with the model's own tokenizer; give tokenizer.path or model.checkpoint")
+	}
+	if d.ChatTemplate != "" {
+		if _, err := tokenizer.ChatTemplateByName(d.ChatTemplate); err != nil {
+			return fmt.Errorf("data.chat_template: %w", err)
+		}
+	}
+	if r.Train.EvalEvery > 0 && r.Train.EvalBatches <= 0 && d.ValFraction > 0 {
+		return rangeErr("train.eval_batches", r.Train.EvalBatches, "a positive cap, since packed SFT batches repeat endlessly")
+	}
+	return nil
+}
+
+func (sftMethod) Run(ctx context.Context, e *Env) (Summary, error) {
+	tok, err := e.Tokenizer()
+	if err != nil {
+		return *e.sum, err
+	}
+	m, cfg, cfgJSON, err := e.Model(len(tok.Vocab().Tokens))
+	if err != nil {
+		return *e.sum, err
+	}
+	files, err := e.JSONLFiles()
+	if err != nil {
+		return *e.sum, err
+	}
+	batches, eval, err := e.Recipe.sftBatches(e.Backend, tok, files)
+	if err != nil {
+		return *e.sum, err
+	}
+	return e.Train(ctx, TrainJob{Model: m, Objective: SFT{}, Batches: batches, Eval: eval,
+		Config: cfgJSON, Arch: cfg.ModelType})
 }

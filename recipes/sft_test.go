@@ -334,7 +334,7 @@ func TestSFTRecipe(t *testing.T) {
 		t.Fatal(err)
 	}
 	var losses []float64
-	sum, err := Run(context.Background(), cpu.New(2), r, func(m train.Metric) { losses = append(losses, m.Loss) })
+	sum, err := Run(context.Background(), cpu.New(2), r, func(p Progress) { losses = append(losses, p.Loss) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +351,7 @@ func TestSFTRecipeValidation(t *testing.T) {
 	good = strings.Replace(good, "${MINNOW_DATA}/llama-vocab/ggml-vocab-gpt-2.gguf", jsonl, 1) // any existing file passes validation
 	checkRecipeEdits(t, good, []recipeEdit{
 		{"ok", "", "", ""},
-		{"bad-method", "method: sft", "method: rl", `method: "rl" is out of range (allowed: pretrain or sft)`},
+		{"bad-method", "method: sft", "method: rl", `method: "rl" is out of range (allowed: pretrain, sft)`},
 		{"sft-needs-jsonl", `  jsonl: ["` + jsonl + `"]`, `  text: ["` + text + `"]`, "data.jsonl: list at least one JSONL file"},
 		{"sft-no-text", `  jsonl: ["` + jsonl + `"]`, `  jsonl: ["` + jsonl + `"]` + "\n  text: [\"" + text + `"]`, "data.text: method sft reads data.jsonl"},
 		{"sft-own-tokenizer", "  path: " + jsonl, "  train: {vocab_size: 300}", "tokenizer.train: method sft fine-tunes with the model's own tokenizer"},

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -14,10 +15,12 @@ import (
 	"github.com/minnowml/minnow/tensor/cpu"
 )
 
-// Exit codes: 2 for bad input (flags, arguments), 1 for a failed run.
+// Exit codes: 2 for bad input (flags, arguments, recipes), 1 for a
+// failed run, 130 for a run stopped by Ctrl-C (after saving a checkpoint).
 const (
-	exitFailed   = 1
-	exitBadInput = 2
+	exitFailed      = 1
+	exitBadInput    = 2
+	exitInterrupted = 130
 )
 
 func main() { os.Exit(run(os.Args, os.Stdout, os.Stderr)) }
@@ -26,8 +29,16 @@ func main() { os.Exit(run(os.Args, os.Stdout, os.Stderr)) }
 // returns the process exit code.
 func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
-	if err := app.Run(args); err != nil {
+	if err := app.Run(hoistFlags(app, args)); err != nil {
 		fmt.Fprintln(stderr, "minnow:", err)
+		var h hinted
+		if errors.As(err, &h) {
+			fmt.Fprintln(stderr, "  what to do:", h.hint)
+		}
+		var ec exitCode
+		if errors.As(err, &ec) {
+			return ec.code
+		}
 		var ue usageErr
 		if errors.As(err, &ue) {
 			return exitBadInput
@@ -42,7 +53,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Name:           "minnow",
 		Usage:          "train, fine-tune, align and distill small language models",
 		Flags:          []cli.Flag{&cli.IntFlag{Name: "threads", Usage: "CPU threads (default: MINNOW_THREADS, else all cores)"}},
-		Commands:       []*cli.Command{versionCmd(), benchCmd(), tokenizerCmd(), dataCmd(), trainCmd(), generateCmd()},
+		Commands:       []*cli.Command{versionCmd(), benchCmd(), tokenizerCmd(), dataCmd(), runCmd(), validateCmd(), recipesCmd(), runsCmd(), plotCmd(), generateCmd(), importCmd(), exportCmd(), inspectCmd()},
 		Writer:         stdout,
 		ErrWriter:      stderr,
 		OnUsageError:   usageError,
@@ -68,7 +79,84 @@ func setUsageError(cmd *cli.Command) {
 	}
 }
 
+// usageErr marks bad input (a flag, an argument, a recipe): exit code 2.
 type usageErr struct{ error }
+
+func (e usageErr) Unwrap() error { return e.error }
+
+// exitCode is an error that exits with code.
+type exitCode struct {
+	code int
+	error
+}
+
+func (e exitCode) Unwrap() error { return e.error }
+
+// hinted is an error with a line saying what to do about it.
+type hinted struct {
+	error
+	hint string
+}
+
+func (e hinted) Unwrap() error { return e.error }
+
+// interspersed names the commands whose flags may follow their
+// arguments, as in `minnow run arith-sft --set train.steps=10`; urfave/cli
+// stops reading flags at the first argument.
+var interspersed = map[string]bool{"run": true, "train": true, "validate": true, "plot": true}
+
+// hoistFlags moves the flags of an interspersed command ahead of its
+// arguments, leaving everything after "--" in place.
+func hoistFlags(app *cli.App, args []string) []string {
+	i := 1
+	for i < len(args) && strings.HasPrefix(args[i], "-") {
+		if !strings.Contains(args[i], "=") && args[i] != "--help" && args[i] != "-h" {
+			i++ // --threads N
+		}
+		i++
+	}
+	if i >= len(args) || !interspersed[args[i]] {
+		return args
+	}
+	var cmd *cli.Command
+	for _, c := range app.Commands {
+		if c.HasName(args[i]) {
+			cmd = c
+		}
+	}
+	if cmd == nil {
+		return args
+	}
+	takesValue := map[string]bool{}
+	for _, f := range cmd.Flags {
+		if _, isBool := f.(*cli.BoolFlag); !isBool {
+			for _, n := range f.Names() {
+				takesValue[n] = true
+			}
+		}
+	}
+	out := append([]string{}, args[:i+1]...)
+	var pos []string
+	rest := args[i+1:]
+	for j := 0; j < len(rest); j++ {
+		a := rest[j]
+		switch {
+		case a == "--":
+			pos = append(pos, rest[j:]...)
+			j = len(rest)
+		case strings.HasPrefix(a, "-") && len(a) > 1:
+			out = append(out, a)
+			name := strings.TrimLeft(a, "-")
+			if !strings.Contains(name, "=") && takesValue[name] && j+1 < len(rest) {
+				out = append(out, rest[j+1])
+				j++
+			}
+		default:
+			pos = append(pos, a)
+		}
+	}
+	return append(out, pos...)
+}
 
 func usageError(_ *cli.Context, err error, _ bool) error {
 	return usageErr{fmt.Errorf("%w (see --help)", err)}

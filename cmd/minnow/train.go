@@ -1,14 +1,14 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
-	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,73 +19,7 @@ import (
 	"github.com/minnowml/minnow/data/tokenizer"
 	"github.com/minnowml/minnow/model"
 	"github.com/minnowml/minnow/recipes"
-	"github.com/minnowml/minnow/train"
 )
-
-func trainCmd() *cli.Command {
-	return &cli.Command{
-		Name:      "train",
-		Usage:     "run a pretraining recipe; running it again resumes from the run directory",
-		ArgsUsage: "RECIPE.yaml",
-		Flags:     []cli.Flag{&cli.IntFlag{Name: "every", Value: 10, Usage: "print progress every N steps"}},
-		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return usageErr{errors.New("train takes one RECIPE.yaml")}
-			}
-			if c.Int("every") <= 0 {
-				return usageErr{fmt.Errorf("--every %d: want a positive step count", c.Int("every"))}
-			}
-			r, err := recipes.LoadOrBuiltin(c.Args().First())
-			if err != nil {
-				return usageErr{err}
-			}
-			// Ctrl-C cancels the loop, which saves a checkpoint at the step
-			// boundary, so the same command resumes.
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-			defer stop()
-			w := c.App.Writer
-			every, began, total := c.Int("every"), time.Now(), r.Train.Steps
-			// A terminal gets a bar redrawn in place every step; logs and
-			// CI get plain lines every --every steps.
-			tty := isTerminal(w)
-			first := -1
-			progress := func(m train.Metric) {
-				if first < 0 {
-					first = m.Step - 1
-				}
-				if !tty && m.Step%every != 0 && m.Step != total && m.EvalLoss == nil {
-					return
-				}
-				eta := "?"
-				if done := m.Step - first; done > 0 {
-					eta = (time.Since(began) / time.Duration(done) * time.Duration(total-m.Step)).Round(time.Second).String()
-				}
-				line := fmt.Sprintf("step %d/%d loss %.4f lr %.3g tok/s %.0f ETA %s", m.Step, total, m.Loss, m.LR, m.TokensPerS, eta)
-				if m.EvalLoss != nil {
-					line += fmt.Sprintf(" eval_loss %.4f", *m.EvalLoss)
-				}
-				if !tty {
-					fmt.Fprintln(w, line)
-					return
-				}
-				// Keep eval results and the last step on screen; redraw the rest.
-				end := "\r"
-				if m.EvalLoss != nil || m.Step == total {
-					end = "\n"
-				}
-				fmt.Fprintf(w, "\r\033[K%s %s%s", progressBar(m.Step, total, 24), line, end)
-			}
-			sum, err := recipes.Run(ctx, backend(c), r, progress)
-			if err != nil && !errors.Is(err, context.Canceled) {
-				return err
-			}
-			if errors.Is(err, context.Canceled) {
-				fmt.Fprintf(w, "interrupted at step %d; run the same command to resume\n", sum.Steps)
-			}
-			return summaryTable(c, sum)
-		},
-	}
-}
 
 // summaryTable prints the run's summary.
 func summaryTable(c *cli.Context, s recipes.Summary) error {
@@ -104,6 +38,12 @@ func summaryTable(c *cli.Context, s recipes.Summary) error {
 		{"time", s.Elapsed.Round(time.Millisecond).String()},
 		{"run dir", s.RunDir},
 	}
+	if s.ArithAccuracy != nil {
+		rows = append(rows, []string{"arith accuracy", strconv.FormatFloat(100**s.ArithAccuracy, 'f', 1, 64) + "%"})
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Extra)) {
+		rows = append(rows, []string{k, s.Extra[k]})
+	}
 	if err := t.Bulk(rows); err != nil {
 		return err
 	}
@@ -115,7 +55,7 @@ func generateCmd() *cli.Command {
 		Name:  "generate",
 		Usage: "sample a completion of --prompt from a trained run",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "run", Usage: "run directory (its newest checkpoint and tokenizer.gguf)"},
+			&cli.StringFlag{Name: "run", Usage: "run directory, or its name under runs/ (its newest checkpoint and tokenizer.gguf)"},
 			&cli.StringFlag{Name: "checkpoint", Usage: "checkpoint file (tokenizer.gguf is looked for beside it)"},
 			&cli.StringFlag{Name: "prompt", Required: true},
 			&cli.IntFlag{Name: "max-new", Value: 64, Usage: "most tokens to generate"},
@@ -131,6 +71,7 @@ func generateCmd() *cli.Command {
 			if c.Int("max-new") <= 0 || c.Float64("temperature") < 0 || c.Float64("top-p") < 0 || c.Float64("top-p") > 1 {
 				return usageErr{errors.New("--max-new must be positive, --temperature >= 0 and --top-p in [0, 1]")}
 			}
+			run = resolveRun(run)
 			src, tokDir := run, run
 			if ck != "" {
 				src, tokDir = ck, filepath.Dir(ck)
