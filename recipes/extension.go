@@ -102,9 +102,17 @@ func (e *Env) prepareModel(m model.Model) error {
 	return nil
 }
 
-// finish runs the recipe's Finisher extensions, in section order.
+// finish runs the recipe's Finisher extensions in section order, those
+// that also prepare the model first, so that an export sees the model as
+// they leave it (LoRA's adapters merged).
 func (e *Env) finish(ctx context.Context, s *Summary) error {
-	for _, x := range Extensions() {
+	xs := Extensions()
+	sort.SliceStable(xs, func(i, j int) bool {
+		_, pi := xs[i].(ModelPreparer)
+		_, pj := xs[j].(ModelPreparer)
+		return pi && !pj
+	})
+	for _, x := range xs {
 		cfg, on := e.Recipe.Extensions[x.Section()]
 		f, ok := x.(Finisher)
 		if !on || !ok {

@@ -153,6 +153,7 @@ type Env struct {
 	sum       *Summary
 	tok       tokenizer.Tokenizer
 	trainable []model.NamedParam // chosen by a ModelPreparer extension
+	ext       map[string]any     // state an extension keeps from preparing to finishing, by section
 }
 
 // Metrics returns the writer of metrics.jsonl. Each write must be one

@@ -238,13 +238,16 @@ func (r *Recipe) modelConfig(vocab int) (model.Config, *checkpoint.Checkpoint, e
 	return cfg, init, nil
 }
 
-// LoadCheckpoint loads a checkpoint file, or the newest usable checkpoint
-// of a run directory. It returns an error when there is none or it cannot
-// be read.
+// LoadCheckpoint loads a checkpoint file, or for a run directory its
+// ModelFile when it has one, else its newest usable checkpoint. It returns
+// an error when there is none or it cannot be read.
 func LoadCheckpoint(path string) (*checkpoint.Checkpoint, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
+	}
+	if p, ok := modelFileIn(path); ok {
+		return checkpoint.Load(p)
 	}
 	if st.IsDir() {
 		d, err := checkpoint.OpenDir(path, 0)
@@ -283,6 +286,9 @@ func copyWeights(be tensor.Backend, c *checkpoint.Checkpoint, m model.Model) err
 	for _, p := range m.Params() {
 		nt, ok := checkpoint.Find(c.Tensors, p.Name)
 		if !ok {
+			if _, adapter := checkpoint.Find(c.Tensors, p.Name+".lora_a"); adapter {
+				return fmt.Errorf("the checkpoint holds only LoRA adapters, not weight %s: a LoRA run writes the whole model as %s when it finishes", p.Name, ModelFile)
+			}
 			return fmt.Errorf("weight %s is missing from the checkpoint", p.Name)
 		}
 		t, err := nt.Tensor(be)

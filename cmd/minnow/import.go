@@ -136,34 +136,22 @@ func writeRun(out, source string, m model.Model, v *tokenizer.Vocab) error {
 	} else if len(steps) > 0 {
 		return usageErr{fmt.Errorf("%s already holds checkpoints; import into a new directory", out)}
 	}
-	cfg := m.Config()
-	cj, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return err
-	}
-	var names []string
-	var ts []*tensor.Tensor
-	for _, p := range m.Params() {
-		names, ts = append(names, p.Name), append(ts, p.Tensor)
-	}
-	weights, err := checkpoint.FromTensors("", names, ts)
-	if err != nil {
-		return err
-	}
-	ck := &checkpoint.Checkpoint{Arch: cfg.ModelType, Config: cj, Tensors: weights,
-		Metadata: map[string]string{"imported_from": source}}
+	tokFile := ""
 	if v != nil {
-		ck.Tokenizer = recipes.TokenizerFile
-		if err := gguf.WriteFile(filepath.Join(out, recipes.TokenizerFile), v.GGUFMetadata(), nil); err != nil {
+		tokFile = recipes.TokenizerFile
+		if err := gguf.WriteFile(filepath.Join(out, tokFile), v.GGUFMetadata(), nil); err != nil {
 			return err
 		}
 	}
-	if err := atomicfile.Write(filepath.Join(out, "config.json"), 0o644, func(w io.Writer) error {
+	cj, err := json.MarshalIndent(m.Config(), "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(filepath.Join(out, recipes.ConfigFile), 0o644, func(w io.Writer) error {
 		_, err := w.Write(append(cj, '\n'))
 		return err
 	}); err != nil {
 		return err
 	}
-	_, err = d.Save(ck)
-	return err
+	return recipes.SaveModel(d.StepPath(0), m, tokFile, map[string]string{"imported_from": source})
 }
