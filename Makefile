@@ -37,7 +37,9 @@ DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 endif
 MINNOW_BIN := runs/bin/minnow
 
-demo: deps ## Pretrain a tiny model on the arithmetic task, fine-tune it (SFT), plot both runs (about 4 minutes on 2 cores).
+DEMO_QUESTION := What is 48 + 639?
+
+demo: deps deps-node ## Pretrain a tiny model on the arithmetic task, fine-tune it (SFT), export it to GGUF and ask llama.cpp a question with it.
 	$(GO) build -o $(MINNOW_BIN) ./cmd/minnow
 	$(MINNOW_BIN) version
 	$(MINNOW_BIN) recipes ls
@@ -45,6 +47,8 @@ demo: deps ## Pretrain a tiny model on the arithmetic task, fine-tune it (SFT), 
 	$(MINNOW_BIN) run arith-sft --set model.checkpoint=$(DEMO_DIR)/arith-pretrain --out $(DEMO_DIR)/arith-sft --every 50
 	$(MINNOW_BIN) plot $(DEMO_DIR)/arith-pretrain $(DEMO_DIR)/arith-sft --out $(DEMO_DIR)/curves.png
 	$(MINNOW_BIN) runs ls $(DEMO_DIR)
+	@echo "llama.cpp, running $(DEMO_DIR)/arith-sft/model-q8_0.gguf: $(DEMO_QUESTION)"
+	@node tools/node/llama-generate.mjs $(DEMO_DIR)/arith-sft/model-q8_0.gguf $$'$(DEMO_QUESTION)\n' 64
 	@echo "run folders: $(DEMO_DIR)/arith-pretrain $(DEMO_DIR)/arith-sft (answers in arith-sft/samples.jsonl)"
 	@echo "plot: $(DEMO_DIR)/curves.png"
 

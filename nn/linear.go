@@ -102,9 +102,9 @@ func NewLinear(be tensor.Backend, dt tensor.DType, rng *rand.Rand, cfg LinearCon
 	return l, nil
 }
 
-// Forward returns x·Wᵀ + b, plus the adapter's delta when one is set. The weight's transposed view is read in place
-// by MatMul, so no copy of W is made. Shapes: x [..., in] with at least two
-// axes -> [..., out]. It panics with *tensor.Error when x's last axis is not
+// Forward returns x·Wᵀ + b, plus the adapter's delta when one is set.
+// The weight's transposed view is read in place by MatMul, so no copy of
+// W is made. Shapes: x [..., in] with at least two axes -> [..., out]. It panics with *tensor.Error when x's last axis is not
 // in, x has fewer than two axes, or dtypes or backends differ.
 func (l *Linear) Forward(x *tensor.Tensor) *tensor.Tensor {
 	y := x.MatMul(l.Weight.Transpose(0, 1))
