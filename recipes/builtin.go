@@ -12,10 +12,17 @@ import (
 var builtin embed.FS
 
 // Builtin returns the YAML of the built-in recipe name, such as
-// "shakespeare-pretrain". It returns an error when there is no such recipe.
+// "shakespeare-pretrain", also found as "pretrain-shakespeare". It returns an error when there is no such recipe.
 func Builtin(name string) ([]byte, error) {
 	b, err := builtin.ReadFile(name + ".yaml")
 	if err != nil {
+		// Recipes are named <task>-<method>, but <method>-<task> (as in
+		// grpo-arith) names the same one.
+		if a, c, ok := strings.Cut(name, "-"); ok && !strings.Contains(c, "-") {
+			if b, err := builtin.ReadFile(c + "-" + a + ".yaml"); err == nil {
+				return b, nil
+			}
+		}
 		return nil, fmt.Errorf("no built-in recipe %q", name)
 	}
 	return b, nil
@@ -47,7 +54,7 @@ func LoadOrBuiltin(path string, sets ...Override) (*Recipe, error) {
 type BuiltinInfo struct {
 	// Name is the recipe's name, <task>-<method>[-<size>].
 	Name string
-	// Method is its method.
+	// Method is its method, with " + lora" when it trains LoRA adapters.
 	Method string
 	// Description is its one-line description.
 	Description string
@@ -74,6 +81,9 @@ func Builtins() ([]BuiltinInfo, error) {
 		m := r.Method
 		if m == "" {
 			m = MethodPretrain
+		}
+		if _, ok := r.Extensions["lora"]; ok {
+			m += " + lora"
 		}
 		out = append(out, BuiltinInfo{Name: name, Method: m, Description: r.Description})
 	}

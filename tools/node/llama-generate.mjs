@@ -12,9 +12,11 @@ if (!modelPath || prompt === undefined) {
   console.error("usage: node llama-generate.mjs MODEL.gguf PROMPT [MAX_TOKENS]");
   process.exit(2);
 }
-const llama = await getLlama({ gpu: false, build: "never", skipDownload: true, logLevel: LlamaLogLevel.error, progressLogs: false });
+// One thread: a small model gains nothing from more, and llama.cpp's
+// spinning workers slow it down many times on a busy machine.
+const llama = await getLlama({ gpu: false, build: "never", skipDownload: true, maxThreads: 1, logLevel: LlamaLogLevel.error, progressLogs: false });
 const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
-const context = await model.createContext({ contextSize: Math.min(model.trainContextSize, 2048) });
+const context = await model.createContext({ contextSize: Math.min(model.trainContextSize, 2048), threads: 1 });
 const completion = new LlamaCompletion({ contextSequence: context.getSequence() });
 const text = await completion.generateCompletion(prompt, { maxTokens: Number(maxTokens ?? 64), temperature: 0 });
 process.stdout.write(text + "\n");
