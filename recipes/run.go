@@ -191,8 +191,9 @@ func (r *Recipe) tokenizer(e *Env) (tokenizer.Tokenizer, error) {
 }
 
 // TokenizerPath is the tokenizer file the run loads: tokenizer.path, else
-// with model.checkpoint the tokenizer.gguf of that run, else "" (the
-// tokenizer is trained).
+// with model.checkpoint the tokenizer.gguf of that run (the tokenizer
+// files of a Hugging Face folder, the vocabulary of a GGUF file), else ""
+// (the tokenizer is trained).
 func (r *Recipe) TokenizerPath() string {
 	switch {
 	case r.Tokenizer.Path != "":
@@ -201,10 +202,16 @@ func (r *Recipe) TokenizerPath() string {
 		return ""
 	}
 	dir := r.Model.Checkpoint
+	if isGGUF(dir) {
+		return dir // the vocabulary is in the file
+	}
 	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
 		dir = filepath.Dir(dir)
 	}
-	return filepath.Join(dir, TokenizerFile)
+	if p := filepath.Join(dir, TokenizerFile); fileExists(p) || !isHFDir(dir) {
+		return p
+	}
+	return dir // tokenizer.json, tokenizer.model or vocab.json with merges.txt
 }
 
 // modelConfig resolves the model's config, and for model.checkpoint the
@@ -239,7 +246,9 @@ func (r *Recipe) modelConfig(vocab int) (model.Config, *checkpoint.Checkpoint, e
 }
 
 // LoadCheckpoint loads a checkpoint file, or for a run directory its
-// ModelFile when it has one, else its newest usable checkpoint. It returns
+// ModelFile when it has one, else its newest usable checkpoint. A Hugging
+// Face checkpoint folder (config.json and safetensors) or a GGUF file is
+// imported (package convert) into a checkpoint held in memory. It returns
 // an error when there is none or it cannot be read.
 func LoadCheckpoint(path string) (*checkpoint.Checkpoint, error) {
 	st, err := os.Stat(path)
@@ -248,6 +257,9 @@ func LoadCheckpoint(path string) (*checkpoint.Checkpoint, error) {
 	}
 	if p, ok := modelFileIn(path); ok {
 		return checkpoint.Load(p)
+	}
+	if c, ok, err := importCheckpoint(path); ok {
+		return c, err
 	}
 	if st.IsDir() {
 		d, err := checkpoint.OpenDir(path, 0)

@@ -122,3 +122,48 @@ func abs32(x float32) float32 {
 	}
 	return x
 }
+
+// TestRecipeModelSources: model.checkpoint takes a Hugging Face folder
+// (with its tokenizer.json) and a GGUF file (with its vocabulary) as it
+// takes a run directory, here by fine-tuning the transformers test model
+// and then the GGUF file that run exported.
+func TestRecipeModelSources(t *testing.T) {
+	dir := t.TempDir()
+	hf, err := filepath.Abs("../../convert/testdata/hf/llama-gqa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets := append(tinySetsFor(t, "arith-sft"), "--set", "export.gguf=f32", "--set", "data.seq=127", "--set", "data.arith.max_digits=2")
+	first := filepath.Join(dir, "from-hf")
+	if code, _, errOut := runCLI(append([]string{"run", "arith-sft", "--quiet", "--out", first, "--set", "model.checkpoint=" + hf}, sets...)...); code != 0 {
+		t.Fatalf("from a Hugging Face folder: exit %d: %s", code, errOut)
+	}
+	gg := filepath.Join(first, "model-f32.gguf")
+	second := filepath.Join(dir, "from-gguf")
+	if code, _, errOut := runCLI(append([]string{"run", "arith-sft", "--quiet", "--out", second, "--set", "model.checkpoint=" + gg, "--set", "train.steps=1"}, sets...)...); code != 0 {
+		t.Fatalf("from a GGUF file: exit %d: %s", code, errOut)
+	}
+	// The GGUF file holds the first run's final weights exactly (f32), so
+	// the second run starts where the first ended.
+	be := cpu.New(1)
+	want, err := recipes.LoadCheckpoint(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := recipes.LoadCheckpoint(gg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _, err := recipes.LoadModel(be, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := recipes.LoadModel(be, got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := tensor.FromInt32([]int32{5, 9, 12, 7}, 1, 4).To(be)
+	if d := maxAbsDiff(logits(t, a, ids), logits(t, b, ids)); d != 0 {
+		t.Errorf("model from the exported GGUF differs from the run's by %g", d)
+	}
+}
