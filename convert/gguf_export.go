@@ -81,7 +81,7 @@ func GGUFTensorType(name string, dims []uint64, want gguf.GGMLType, tied bool) g
 }
 
 // ggufArch returns llama.cpp's architecture name for a model_type.
-func ggufArch(modelType string) (string, error) {
+func GGUFArch(modelType string) (string, error) {
 	switch modelType {
 	case "llama", "mistral":
 		return "llama", nil
@@ -133,7 +133,7 @@ func buildGGUF(m model.Model, vocab *tokenizer.Vocab, opt GGUFOptions) (gguf.Met
 		return nil, nil, fmt.Errorf("convert: GGUF export needs the model's vocabulary")
 	}
 	cfg := m.Config()
-	arch, err := ggufArch(cfg.ModelType)
+	arch, err := GGUFArch(cfg.ModelType)
 	if err != nil {
 		return nil, nil, err
 	}

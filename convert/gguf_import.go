@@ -157,12 +157,12 @@ func ggufConfig(f *gguf.File, v *tokenizer.Vocab) (model.Config, error) {
 		if err != nil {
 			return cfg, fmt.Errorf("convert: %s: %w", KeyMinnowConfig, err)
 		}
-		if a, err := ggufArch(cfg.ModelType); err != nil || a != arch {
+		if a, err := GGUFArch(cfg.ModelType); err != nil || a != arch {
 			return cfg, fmt.Errorf("convert: %s says model_type %q, the file's architecture is %q", KeyMinnowConfig, cfg.ModelType, arch)
 		}
 		return cfg, nil
 	}
-	if _, err := ggufArch(arch); err != nil {
+	if _, err := GGUFArch(arch); err != nil {
 		return model.Config{}, err
 	}
 	var firstErr error

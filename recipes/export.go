@@ -3,11 +3,14 @@ package recipes
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/minnowml/minnow/convert"
 	"github.com/minnowml/minnow/data/tokenizer"
+	"github.com/minnowml/minnow/gguf"
+	"github.com/minnowml/minnow/internal/atomicfile"
 )
 
 // ExportSpec is the export: section: after the method finishes, the run's
@@ -21,7 +24,14 @@ type ExportSpec struct {
 	File string `yaml:"file,omitempty"`
 	// Name is general.name in the file; empty means the recipe's name.
 	Name string `yaml:"name,omitempty"`
+	// Adapter, in a recipe with lora:, also writes the adapters alone as a
+	// llama.cpp LoRA file, adapter.gguf (F32, or F16 and BF16 when GGUF
+	// names one of them), to load beside the base model's GGUF file.
+	Adapter bool `yaml:"adapter,omitempty"`
 }
+
+// AdapterGGUFFile is the llama.cpp adapter file export.adapter writes.
+const AdapterGGUFFile = "adapter.gguf"
 
 type exportExt struct{}
 
@@ -31,9 +41,13 @@ func (exportExt) Section() string { return "export" }
 
 func (exportExt) NewConfig() any { return &ExportSpec{GGUF: "f16"} }
 
-func (exportExt) Validate(_ *Recipe, cfg any) error {
-	if _, err := convert.ParseGGUFType(cfg.(*ExportSpec).GGUF); err != nil {
-		return rangeErr("export.gguf", cfg.(*ExportSpec).GGUF, "f32, f16, bf16, q8_0 or q4_0")
+func (exportExt) Validate(r *Recipe, cfg any) error {
+	spec := cfg.(*ExportSpec)
+	if _, err := convert.ParseGGUFType(spec.GGUF); err != nil {
+		return rangeErr("export.gguf", spec.GGUF, "f32, f16, bf16, q8_0 or q4_0")
+	}
+	if _, lora := r.Extensions["lora"]; spec.Adapter && !lora {
+		return rangeErr("export.adapter", true, "false unless the recipe trains LoRA adapters (a lora: section)")
 	}
 	return nil
 }
@@ -75,13 +89,55 @@ func (exportExt) Finish(_ context.Context, e *Env, cfg any, s *Summary) error {
 	if err := convert.ExportGGUFFile(file, m, v, opt); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	st, err := os.Stat(file)
-	if err != nil {
-		return err
-	}
 	if s.Extra == nil {
 		s.Extra = map[string]string{}
 	}
-	s.Extra["gguf"] = fmt.Sprintf("%s (%s, %.1f MiB)", file, spec.GGUF, float64(st.Size())/(1<<20))
-	return nil
+	if s.Extra["gguf"], err = describeFile(file, spec.GGUF); err != nil {
+		return err
+	}
+	if !spec.Adapter {
+		return nil
+	}
+	st, ok := e.ext["lora"].(*loraState)
+	if !ok {
+		return fmt.Errorf("export.adapter: the run trained no LoRA adapters")
+	}
+	file = filepath.Join(e.Dir, AdapterGGUFFile)
+	if err := exportAdapter(file, st, typ, name); err != nil {
+		return fmt.Errorf("export.adapter: %w", err)
+	}
+	s.Extra["gguf adapter"], err = describeFile(file, "lora")
+	return err
+}
+
+// exportAdapter writes the adapters of st as a llama.cpp LoRA file, in
+// typ when it is a float type and F32 otherwise.
+func exportAdapter(path string, st *loraState, typ gguf.GGMLType, name string) error {
+	arch, err := convert.GGUFArch(st.m.Config().ModelType)
+	if err != nil {
+		return err
+	}
+	alpha, ts, err := st.ad.Export()
+	if err != nil {
+		return err
+	}
+	pairs := make([]convert.LoRATensorPair, len(ts))
+	for i, t := range ts {
+		pairs[i] = convert.LoRATensorPair{Name: t.Name, A: t.A, B: t.B}
+	}
+	if typ != gguf.F16 && typ != gguf.BF16 {
+		typ = gguf.F32
+	}
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error {
+		return convert.ExportLoRAGGUF(w, arch, float32(alpha), pairs, convert.LoRAOptions{Name: name + "-lora", Type: typ})
+	})
+}
+
+// describeFile returns "path (what, size)" for a summary.
+func describeFile(path, what string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s (%s, %.1f MiB)", path, what, float64(st.Size())/(1<<20)), nil
 }

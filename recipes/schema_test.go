@@ -222,6 +222,7 @@ func TestValidateRules(t *testing.T) {
 		{"lora-init", "name: t", "name: t\nlora: {init: xavier}", "lora.init: xavier is out of range (allowed: kaiming or gaussian)"},
 		{"lora-targets-type", "name: t", "name: t\nlora: {targets: {q: 1}}", "targets must be a string or a list of strings"},
 		{"export-ok", "name: t", "name: t\nexport: {gguf: q4_0}", ""},
+		{"export-adapter-needs-lora", "name: t", "name: t\nexport: {adapter: true}", "export.adapter: true is out of range (allowed: false unless the recipe trains LoRA adapters"},
 		{"export-type", "name: t", "name: t\nexport: {gguf: q5_k}", "export.gguf: q5_k is out of range (allowed: f32, f16, bf16, q8_0 or q4_0)"},
 		{"wrong-type-bool", "  shuffle: true", "  shuffle: maybe", `data.shuffle: "maybe" has the wrong type (allowed: true or false)`},
 		{"wrong-type-list", "special: [\"<|endoftext|>\"]", "special: 3", `tokenizer.train.special: "3" has the wrong type (allowed: a list of strings)`},

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/minnowml/minnow/convert"
+	"github.com/minnowml/minnow/gguf"
 	"github.com/minnowml/minnow/lora"
 	"github.com/minnowml/minnow/model"
 	"github.com/minnowml/minnow/recipes"
@@ -25,7 +26,7 @@ func TestLoRARecipe(t *testing.T) {
 	if code, _, errOut := runCLI(append([]string{"run", "arith-pretrain", "--quiet", "--out", pre}, tinySetsFor(t, "arith-pretrain")...)...); code != 0 {
 		t.Fatalf("arith-pretrain: exit %d: %s", code, errOut)
 	}
-	args := append([]string{"run", "arith-lora", "--quiet", "--out", run, "--set", "model.checkpoint=" + pre}, tinySetsFor(t, "arith-lora")...)
+	args := append([]string{"run", "arith-lora", "--quiet", "--out", run, "--set", "model.checkpoint=" + pre, "--set", "export.adapter=true"}, tinySetsFor(t, "arith-lora")...)
 	if code, _, errOut := runCLI(append(args, "--set", "train.steps=2")...); code != 0 {
 		t.Fatalf("arith-lora: exit %d: %s", code, errOut)
 	}
@@ -48,6 +49,16 @@ func TestLoRARecipe(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(run, f)); err != nil {
 			t.Error(err)
 		}
+	}
+	// convert's llama.cpp tests load adapter files; here the recipe must
+	// write one with an A and a B per adapted layer.
+	af, err := gguf.Open(filepath.Join(run, recipes.AdapterGGUFFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer af.Close()
+	if typ, _ := af.Metadata.String("general.type"); typ != "adapter" || len(af.Tensors)%2 != 0 || len(af.Tensors) == 0 {
+		t.Errorf("adapter.gguf: general.type %q, %d tensors", typ, len(af.Tensors))
 	}
 
 	// The merged model equals the pretrained base with the saved adapter.
