@@ -33,6 +33,14 @@ type ArithConfig struct {
 	// Subtractions and multiplications always take two, since their
 	// worked steps would otherwise stop being short and regular.
 	Operands int
+	// Verbose, between 0 and 1, pads worked solutions with redundant
+	// lines, for length-control experiments (TLDR) that need a model
+	// whose reasoning can be shortened without losing accuracy: an opening
+	// line, a line after each step restating the digits written so far,
+	// and a closing line, each present with probability Verbose. They are
+	// drawn from a stream of their own, so the problems are the same as
+	// without it; 0 (the default) adds nothing.
+	Verbose float64
 }
 
 // withDefaults fills the zero fields of c and checks the result.
@@ -56,6 +64,9 @@ func (c ArithConfig) withDefaults() (ArithConfig, error) {
 	}
 	if c.MinDigits < 1 || c.MaxDigits < c.MinDigits || c.MaxDigits > MaxArithDigits {
 		return c, fmt.Errorf("data: operand digits %d..%d, want 1 ≤ min ≤ max ≤ %d", c.MinDigits, c.MaxDigits, MaxArithDigits)
+	}
+	if !(c.Verbose >= 0 && c.Verbose <= 1) {
+		return c, fmt.Errorf("data: verbose %v, want 0 to 1", c.Verbose)
 	}
 	if c.Operands < 2 || c.Operands > 100 {
 		return c, fmt.Errorf("data: %d operands, want 2 to 100", c.Operands)
@@ -90,6 +101,7 @@ func (c ArithConfig) withDefaults() (ArithConfig, error) {
 type Arith struct {
 	cfg ArithConfig
 	r   *rng
+	vr  *rng // draws the verbose lines, apart from the problems
 }
 
 // NewArith returns a generator of problems as cfg describes, seeded by
@@ -100,7 +112,7 @@ func NewArith(cfg ArithConfig, seed uint64) (*Arith, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Arith{cfg: c, r: newRNG(seed)}, nil
+	return &Arith{cfg: c, r: newRNG(seed), vr: newRNG(seed ^ 0x5eed_7e7b05e)}, nil
 }
 
 // GenerateArith returns the first n problems of NewArith(cfg, seed); it
@@ -145,11 +157,36 @@ func (g *Arith) Next() Problem {
 	for i, x := range xs {
 		terms[i] = x.String()
 	}
+	if g.cfg.Verbose > 0 && op != Mul {
+		steps = g.pad(steps, answer)
+	}
 	return Problem{
 		Question: "What is " + strings.Join(terms, " "+string(op)+" ") + "?",
 		Solution: strings.Join(steps, "\n"),
 		Answer:   answer,
 	}
+}
+
+// pad adds the redundant lines of ArithConfig.Verbose to the column
+// steps of an addition or subtraction whose result is answer.
+func (g *Arith) pad(steps []string, answer string) []string {
+	on := func() bool { return float64(g.vr.intn(1<<20))/(1<<20) < g.cfg.Verbose }
+	var out []string
+	if on() {
+		out = append(out, "Let me work it out column by column, from the units.")
+	}
+	for i, s := range steps {
+		out = append(out, s)
+		// The digits written so far are the answer's last i+1 digits (the
+		// last column writes the rest).
+		if i < len(steps)-1 && on() {
+			out = append(out, "So far the answer ends in "+answer[max(0, len(answer)-i-1):]+".")
+		}
+	}
+	if on() {
+		out = append(out, "So the answer is "+answer+".")
+	}
+	return out
 }
 
 // number draws an operand: a digit count, then uniform digits with a

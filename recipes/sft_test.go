@@ -351,7 +351,7 @@ func TestSFTRecipeValidation(t *testing.T) {
 	good = strings.Replace(good, "${MINNOW_DATA}/llama-vocab/ggml-vocab-gpt-2.gguf", jsonl, 1) // any existing file passes validation
 	checkRecipeEdits(t, good, []recipeEdit{
 		{"ok", "", "", ""},
-		{"bad-method", "method: sft", "method: rl", `method: "rl" is out of range (allowed: pretrain, sft)`},
+		{"bad-method", "method: sft", "method: rl", `method: "rl" is out of range (allowed: distill, dpo, grpo, pretrain, sft, tldr)`},
 		{"sft-needs-jsonl", `  jsonl: ["` + jsonl + `"]`, `  text: ["` + text + `"]`, "data.jsonl: list at least one JSONL file"},
 		{"sft-no-text", `  jsonl: ["` + jsonl + `"]`, `  jsonl: ["` + jsonl + `"]` + "\n  text: [\"" + text + `"]`, "data.text: method sft reads data.jsonl"},
 		{"sft-own-tokenizer", "  path: " + jsonl, "  train: {vocab_size: 300}", "tokenizer.train: method sft fine-tunes with the model's own tokenizer"},

@@ -94,6 +94,7 @@ type GRPOMetric struct {
 	Groups            int                `json:"groups"`
 	ResampleRounds    int                `json:"resample_rounds"`
 	Tokens            int                `json:"tokens"`
+	TokensPerS        float64            `json:"tokens_per_s"`
 	GenerationS       float64            `json:"generation_s"`
 	StepS             float64            `json:"step_s"`
 	Samples           []string           `json:"samples,omitempty"`
@@ -283,6 +284,7 @@ func (t *GRPOTrainer) Step(ctx context.Context, step int) (GRPOMetric, error) {
 		}
 	}
 	met.StepS = time.Since(start).Seconds()
+	met.TokensPerS = float64(met.Tokens) / met.StepS
 	return met, t.write(met)
 }
 

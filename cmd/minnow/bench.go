@@ -27,7 +27,7 @@ func benchCmd() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
 		Usage: "measure performance",
-		Subcommands: []*cli.Command{tokenizeBenchCmd(), trainBenchCmd(), generateBenchCmd(), loraBenchCmd(), {
+		Subcommands: []*cli.Command{tokenizeBenchCmd(), trainBenchCmd(), generateBenchCmd(), loraBenchCmd(), rolloutBenchCmd(), {
 			Name:  "core",
 			Usage: "SGEMM rate and GPT-2-shaped training steps (4 layers, width 256, vocab 50257, batch 4 x 64 tokens)",
 			Flags: []cli.Flag{

@@ -53,7 +53,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Name:           "minnow",
 		Usage:          "train, fine-tune, align and distill small language models",
 		Flags:          []cli.Flag{&cli.IntFlag{Name: "threads", Usage: "CPU threads (default: MINNOW_THREADS, else all cores)"}},
-		Commands:       []*cli.Command{versionCmd(), benchCmd(), tokenizerCmd(), dataCmd(), runCmd(), validateCmd(), recipesCmd(), runsCmd(), plotCmd(), generateCmd(), importCmd(), exportCmd(), inspectCmd()},
+		Commands:       []*cli.Command{versionCmd(), benchCmd(), tokenizerCmd(), dataCmd(), runCmd(), validateCmd(), recipesCmd(), runsCmd(), plotCmd(), generateCmd(), importCmd(), exportCmd(), inspectCmd(), distillCmd()},
 		Writer:         stdout,
 		ErrWriter:      stderr,
 		OnUsageError:   usageError,
