@@ -57,7 +57,7 @@ func TestRecipesCommands(t *testing.T) {
 	}{
 		{"ls", []string{"recipes", "ls"}, 0, `(?s)arith-pretrain .*pretrain .*no files needed.*arith-sft .*sft .*shakespeare-pretrain`, ""},
 		{"show", []string{"recipes", "show", "arith-sft"}, 0, `(?s)^# .*name: arith-sft\n.*method: sft`, ""},
-		{"show-unknown", []string{"recipes", "show", "arith-dpo"}, 2, "", `no built-in recipe "arith-dpo"\n  what to do: .*recipes ls`},
+		{"show-unknown", []string{"recipes", "show", "arith-kto"}, 2, "", `no built-in recipe "arith-kto"\n  what to do: .*recipes ls`},
 		{"show-none", []string{"recipes", "show"}, 2, "", "name a built-in recipe"},
 		{"cp", []string{"recipes", "cp", "arith-pretrain", cp}, 0, "wrote .*mine.yaml; edit it", ""},
 		{"cp-exists", []string{"recipes", "cp", "arith-pretrain", cp}, 2, "", `mine.yaml already exists\n  what to do: .*--force`},
