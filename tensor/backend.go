@@ -339,6 +339,9 @@ type MemoryStats struct {
 	Reuses int64
 	// PooledBytes is the memory waiting in the pool now.
 	PooledBytes int64
+	// Evictions counts pooled buffers dropped to keep the pool within its
+	// limit.
+	Evictions int64
 }
 
 // MemoryReporter is implemented by backends that count their storage

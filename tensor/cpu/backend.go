@@ -1,10 +1,13 @@
 package cpu
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/minnowml/minnow/tensor"
@@ -20,9 +23,18 @@ type Backend struct {
 	threads int
 	work    chan task
 
-	mu    sync.Mutex
-	pool  map[poolKey][]*Storage
-	stats tensor.MemoryStats
+	mu        sync.Mutex
+	pool      map[poolKey]*pooled
+	clock     uint64 // counts Alloc and Free calls, to date each size's last use
+	poolLimit int64
+	stats     tensor.MemoryStats
+}
+
+// pooled holds the free buffers of one size and when that size was last
+// asked for or given back.
+type pooled struct {
+	free []*Storage
+	used uint64
 }
 
 type poolKey struct {
@@ -40,7 +52,7 @@ func New(threads int) *Backend {
 			threads = runtime.GOMAXPROCS(0)
 		}
 	}
-	b := &Backend{threads: threads, pool: map[poolKey][]*Storage{}, work: make(chan task, threads)}
+	b := &Backend{threads: threads, pool: map[poolKey]*pooled{}, work: make(chan task, threads), poolLimit: defaultPoolLimit()}
 	for i := 1; i < threads; i++ {
 		go worker(b.work)
 	}
@@ -99,10 +111,12 @@ func (b *Backend) Alloc(dt tensor.DType, n int) (tensor.Storage, error) {
 	}
 	k := poolKey{dt, n}
 	b.mu.Lock()
-	if l := b.pool[k]; len(l) > 0 {
-		s := l[len(l)-1]
-		l[len(l)-1] = nil
-		b.pool[k] = l[:len(l)-1]
+	b.clock++
+	if p := b.pool[k]; p != nil && len(p.free) > 0 {
+		s := p.free[len(p.free)-1]
+		p.free[len(p.free)-1] = nil
+		p.free = p.free[:len(p.free)-1]
+		p.used = b.clock
 		b.stats.PooledBytes -= int64(n * dt.Size())
 		b.stats.Reuses++
 		b.mu.Unlock()
@@ -127,14 +141,91 @@ func (b *Backend) Alloc(dt tensor.DType, n int) (tensor.Storage, error) {
 	return s, nil
 }
 
-// Free puts s back in the pool for the next Alloc of the same size.
+// Free puts s back in the pool for the next Alloc of the same size. When
+// the pool then holds more than its limit (SetPoolLimit), the sizes used
+// longest ago are dropped until it holds three quarters of it, so shapes
+// that vary from step to step (generation, rollouts of every length)
+// cannot grow it without bound, while a step whose shapes repeat keeps
+// reusing its buffers.
 func (b *Backend) Free(st tensor.Storage) {
 	s := st.(*Storage)
 	k := poolKey{s.dt, s.Len()}
 	b.mu.Lock()
-	b.pool[k] = append(b.pool[k], s)
+	defer b.mu.Unlock()
+	b.clock++
+	p := b.pool[k]
+	if p == nil {
+		p = &pooled{}
+		b.pool[k] = p
+	}
+	p.free = append(p.free, s)
+	p.used = b.clock
 	b.stats.PooledBytes += int64(k.n * s.dt.Size())
-	b.mu.Unlock()
+	if b.stats.PooledBytes > b.poolLimit {
+		b.evict(b.poolLimit / 4 * 3)
+	}
+}
+
+// evict drops the buffers of the least recently used sizes until the pool
+// holds at most target bytes. The caller holds b.mu.
+func (b *Backend) evict(target int64) {
+	keys := make([]poolKey, 0, len(b.pool))
+	for k := range b.pool {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(x, y poolKey) int { return cmp.Compare(b.pool[x].used, b.pool[y].used) })
+	for _, k := range keys {
+		if b.stats.PooledBytes <= target {
+			return
+		}
+		b.stats.PooledBytes -= int64(len(b.pool[k].free) * k.n * k.dt.Size())
+		b.stats.Evictions += int64(len(b.pool[k].free))
+		delete(b.pool, k)
+	}
+}
+
+// SetPoolLimit bounds the bytes the pool keeps for reuse; 0 or less
+// restores the default: MINNOW_POOL_MB when set, else a quarter of the
+// machine's memory (4 GiB when it cannot be read).
+func (b *Backend) SetPoolLimit(bytes int64) {
+	if bytes <= 0 {
+		bytes = defaultPoolLimit()
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.poolLimit = bytes
+	if b.stats.PooledBytes > bytes {
+		b.evict(bytes / 4 * 3)
+	}
+}
+
+// defaultPoolLimit is SetPoolLimit's default.
+func defaultPoolLimit() int64 {
+	if v, err := strconv.ParseInt(os.Getenv("MINNOW_POOL_MB"), 10, 64); err == nil && v > 0 {
+		return v << 20
+	}
+	if total := totalMemory(); total > 0 {
+		return total / 4
+	}
+	return 4 << 30
+}
+
+// totalMemory returns the machine's memory in bytes from /proc/meminfo, or
+// 0 where that cannot be read.
+func totalMemory() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			f := strings.Fields(rest)
+			if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil && len(f) == 2 && f[1] == "kB" {
+				return kb << 10
+			}
+		}
+	}
+	return 0
 }
 
 // PooledBytes returns the bytes held in the pool for reuse.
