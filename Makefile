@@ -37,20 +37,22 @@ DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 endif
 MINNOW_BIN := runs/bin/minnow
 
-DEMO_QUESTION := What is 48 + 639?
+DEMO_QUESTION := What is 23 + 45?
 
-demo: deps deps-node ## Pretrain a tiny model on the arithmetic task, fine-tune it (SFT), export it to GGUF and ask llama.cpp a question with it.
+demo: deps deps-node ## The arithmetic task end to end: pretrain a tiny model, SFT, GRPO, export to GGUF, and ask llama.cpp a question with it.
 	$(GO) build -o $(MINNOW_BIN) ./cmd/minnow
 	$(MINNOW_BIN) version
 	$(MINNOW_BIN) recipes ls
 	$(MINNOW_BIN) run arith-pretrain --out $(DEMO_DIR)/arith-pretrain --every 50
 	$(MINNOW_BIN) run arith-sft --set model.checkpoint=$(DEMO_DIR)/arith-pretrain --out $(DEMO_DIR)/arith-sft --every 50
-	$(MINNOW_BIN) plot $(DEMO_DIR)/arith-pretrain $(DEMO_DIR)/arith-sft --out $(DEMO_DIR)/curves.png
+	$(MINNOW_BIN) run arith-grpo --set model.checkpoint=$(DEMO_DIR)/arith-sft --out $(DEMO_DIR)/arith-grpo --every 10
+	$(MINNOW_BIN) plot $(DEMO_DIR)/arith-pretrain $(DEMO_DIR)/arith-sft --out $(DEMO_DIR)/loss.png
+	$(MINNOW_BIN) plot $(DEMO_DIR)/arith-grpo --out $(DEMO_DIR)/grpo.png
 	$(MINNOW_BIN) runs ls $(DEMO_DIR)
-	@echo "llama.cpp, running $(DEMO_DIR)/arith-sft/model-q8_0.gguf: $(DEMO_QUESTION)"
-	@node tools/node/llama-generate.mjs $(DEMO_DIR)/arith-sft/model-q8_0.gguf $$'$(DEMO_QUESTION)\n' 64
-	@echo "run folders: $(DEMO_DIR)/arith-pretrain $(DEMO_DIR)/arith-sft (answers in arith-sft/samples.jsonl)"
-	@echo "plot: $(DEMO_DIR)/curves.png"
+	@echo "llama.cpp, running $(DEMO_DIR)/arith-grpo/model-q8_0.gguf: $(DEMO_QUESTION)"
+	@node tools/node/llama-generate.mjs $(DEMO_DIR)/arith-grpo/model-q8_0.gguf $$'$(DEMO_QUESTION)\n' 64
+	@echo "run folders: $(DEMO_DIR)/arith-pretrain $(DEMO_DIR)/arith-sft $(DEMO_DIR)/arith-grpo (answers in */samples.jsonl)"
+	@echo "plots: $(DEMO_DIR)/loss.png $(DEMO_DIR)/grpo.png"
 
 lint:
 	@out=$$(gofmt -l . ); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

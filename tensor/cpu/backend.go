@@ -185,8 +185,11 @@ func (b *Backend) evict(target int64) {
 }
 
 // SetPoolLimit bounds the bytes the pool keeps for reuse; 0 or less
-// restores the default: MINNOW_POOL_MB when set, else a quarter of the
-// machine's memory (4 GiB when it cannot be read).
+// restores the default: MINNOW_POOL_MB when set, else a sixteenth of the
+// machine's memory but at least 1 GiB (2 GiB when it cannot be read). The
+// default holds a training step's activations for the models minnow is
+// for; a larger step than the limit still runs, reallocating what the
+// pool could not keep.
 func (b *Backend) SetPoolLimit(bytes int64) {
 	if bytes <= 0 {
 		bytes = defaultPoolLimit()
@@ -205,9 +208,9 @@ func defaultPoolLimit() int64 {
 		return v << 20
 	}
 	if total := totalMemory(); total > 0 {
-		return total / 4
+		return max(total/16, 1<<30)
 	}
-	return 4 << 30
+	return 2 << 30
 }
 
 // totalMemory returns the machine's memory in bytes from /proc/meminfo, or
