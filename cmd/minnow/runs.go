@@ -16,6 +16,9 @@ import (
 	"github.com/minnowml/minnow/recipes"
 )
 
+// headlineMetrics are shown first, in this order, under "other".
+var headlineMetrics = []string{"eval_accuracy", "arith_accuracy", "eval_completion_length_mean", "reward", "preference_accuracy", "win_rate"}
+
 // standardMetrics are the train.Metric fields runs ls shows in their own
 // columns or leaves out; any other metric (reward, accuracy, ...) is
 // listed under "other".
@@ -71,13 +74,28 @@ func runRow(r recipes.RunInfo) []string {
 		}
 		return strconv.FormatFloat(v, 'f', 4, 64)
 	}
+	// RL and distillation runs log dozens of metrics; the table shows the
+	// headline ones and counts the rest, which metrics.jsonl and plot have.
 	var other []string
-	for k, v := range r.Last {
-		if !standardMetrics[k] {
+	shown := map[string]bool{}
+	for _, k := range headlineMetrics {
+		if v, ok := r.Last[k]; ok && len(other) < 4 {
 			other = append(other, k+"="+strconv.FormatFloat(v, 'g', 4, 64))
+			shown[k] = true
 		}
 	}
-	sort.Strings(other)
+	var rest []string
+	for k, v := range r.Last {
+		if !standardMetrics[k] && !shown[k] {
+			rest = append(rest, k+"="+strconv.FormatFloat(v, 'g', 4, 64))
+		}
+	}
+	sort.Strings(rest)
+	if len(other)+len(rest) <= 4 {
+		other = append(other, rest...)
+	} else if len(rest) > 0 {
+		other = append(other, fmt.Sprintf("+%d more", len(rest)))
+	}
 	updated := "-"
 	if !r.Modified.IsZero() {
 		updated = r.Modified.Format(time.DateTime)
