@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -269,7 +270,7 @@ func checkExport(t *testing.T, r exported, res []llamaResult) {
 		dDeq = max(dDeq, maxDiff(t, res[i].Logits, deq))
 		agree += agreement(res[i].Greedy, greedy[i]) / float64(len(r.prompts))
 		if r.typ == gguf.F32 {
-			if !equalIDs(res[i].Greedy, greedy[i]) {
+			if !slices.Equal(res[i].Greedy, greedy[i]) {
 				t.Errorf("prompt %d: llama.cpp greedy %v, minnow %v", i, res[i].Greedy, greedy[i])
 				continue
 			}
@@ -304,18 +305,6 @@ func checkExport(t *testing.T, r exported, res []llamaResult) {
 // tensor, which moves logits by whole units.
 func quantTolerance(typ gguf.GGMLType, weightErr float64) float64 {
 	return 3*weightErr + f32Tolerance
-}
-
-func equalIDs(a, b []int32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestGGUFExportAidreamsLlamaCpp exports a real trained model, aidreams260K
@@ -365,7 +354,7 @@ func TestGGUFExportAidreamsLlamaCpp(t *testing.T) {
 			if typ != gguf.F32 {
 				continue
 			}
-			if !equalIDs(res.Greedy, greedy[i]) {
+			if !slices.Equal(res.Greedy, greedy[i]) {
 				t.Errorf("prompt %d: llama.cpp greedy %q, minnow %q", i, tok.Decode(res.Greedy, tokenizer.DecodeOptions{}), tok.Decode(greedy[i], tokenizer.DecodeOptions{}))
 				continue
 			}

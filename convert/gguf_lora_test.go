@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -75,10 +76,10 @@ func TestLoRAGGUFLlamaCpp(t *testing.T) {
 	worst, changed := 0.0, false
 	for i, p := range prompts {
 		worst = max(worst, maxDiff(t, res[i].Logits, minnowLogits(t, merged, p)))
-		if !equalIDs(res[i].Greedy, greedy[i]) {
+		if !slices.Equal(res[i].Greedy, greedy[i]) {
 			t.Errorf("prompt %d: llama.cpp with the adapter generates %v, minnow merged %v", i, res[i].Greedy, greedy[i])
 		}
-		changed = changed || !equalIDs(plain[i], greedy[i])
+		changed = changed || !slices.Equal(plain[i], greedy[i])
 	}
 	t.Logf("max |llama.cpp base+adapter - minnow merged| = %.3g", worst)
 	if worst > f32Tolerance {

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/minnowml/minnow/model"
 	"github.com/minnowml/minnow/tensor"
@@ -91,7 +92,7 @@ type DPOStats struct {
 // through WithDefaults. It returns an error when the inputs disagree in
 // length or a needed length is not positive.
 func DPOLoss(cfg DPOConfig, in DPOInput) (*tensor.Tensor, DPOStats, error) {
-	if in.Chosen == nil || in.Rejected == nil || in.Chosen.Rank() != 1 || !equalInts(in.Chosen.Shape(), in.Rejected.Shape()) {
+	if in.Chosen == nil || in.Rejected == nil || in.Chosen.Rank() != 1 || !slices.Equal(in.Chosen.Shape(), in.Rejected.Shape()) {
 		return nil, DPOStats{}, errors.New("rl: dpo loss: chosen and rejected log-probs must be [N] tensors of one shape")
 	}
 	n := in.Chosen.Dim(0)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/minnowml/minnow/tensor"
 )
@@ -295,7 +296,7 @@ func GRPOLoss(cfg GRPOConfig, in GRPOInput) (*tensor.Tensor, GRPOStats, error) {
 		return nil, GRPOStats{}, fmt.Errorf("rl: grpo loss: %d advantages for %d completions", len(in.Advantages), B)
 	}
 	for _, x := range []*tensor.Tensor{in.OldLogProbs, in.RefLogProbs} {
-		if x != nil && !equalInts(x.Shape(), lp.Shape()) {
+		if x != nil && !slices.Equal(x.Shape(), lp.Shape()) {
 			return nil, GRPOStats{}, fmt.Errorf("rl: grpo loss: log-probs of shape %v beside %v", x.Shape(), lp.Shape())
 		}
 	}
@@ -425,17 +426,4 @@ func grpoStats(cfg GRPOConfig, rho []float64, in GRPOInput, B, T, tokens int) GR
 	n := float64(tokens)
 	st.ClipLow, st.ClipHigh, st.ClipRegion, st.KL = low/n, high/n, (low+high)/n, kl/n
 	return st
-}
-
-// equalInts reports whether two shapes are equal.
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
