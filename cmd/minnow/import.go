@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -31,14 +30,13 @@ func importCmd() *cli.Command {
 				Name:      "hf",
 				Usage:     "import a Hugging Face folder (config.json, safetensors, tokenizer.json) of a Llama-family or Qwen2 model",
 				ArgsUsage: "DIR",
-				// --out is checked by hfArgs, which also finds it after DIR.
-				Flags: []cli.Flag{&cli.StringFlag{Name: "out", Usage: outUsage}},
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "out", Usage: outUsage}},
 				Action: func(c *cli.Context) error {
-					dir, out, err := hfArgs(c)
-					if err != nil {
-						return usageErr{err}
+					if c.NArg() != 1 || c.String("out") == "" {
+						return usageErr{errors.New("usage: minnow import hf DIR --out RUN")}
 					}
-					return importInto(c, out, "hf:"+dir, func(be tensor.Backend) (model.Model, *tokenizer.Vocab, error) {
+					dir := c.Args().First()
+					return importInto(c, c.String("out"), "hf:"+dir, func(be tensor.Backend) (model.Model, *tokenizer.Vocab, error) {
 						return convert.ImportHF(dir, be, tensor.Float32)
 					})
 				},
@@ -59,38 +57,6 @@ func importCmd() *cli.Command {
 			},
 		},
 	}
-}
-
-// hfArgs returns the folder and --out of `import hf DIR --out RUN`.
-// urfave/cli stops reading flags at the first argument (and main's
-// hoistFlags serves top-level commands only), so flags after DIR arrive
-// as arguments and are read here. It returns an error unless there is
-// exactly one folder and one non-empty --out.
-func hfArgs(c *cli.Context) (dir, out string, err error) {
-	out = c.String("out")
-	var pos []string
-	args := c.Args().Slice()
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--out" || a == "-out":
-			if i+1 == len(args) {
-				return "", "", errors.New("flag needs an argument: --out")
-			}
-			out = args[i+1]
-			i++
-		case strings.HasPrefix(a, "--out=") || strings.HasPrefix(a, "-out="):
-			_, out, _ = strings.Cut(a, "=")
-		case strings.HasPrefix(a, "-") && len(a) > 1:
-			return "", "", fmt.Errorf("flag provided but not defined: %s", a)
-		default:
-			pos = append(pos, a)
-		}
-	}
-	if len(pos) != 1 || out == "" {
-		return "", "", errors.New("usage: minnow import hf DIR --out RUN")
-	}
-	return pos[0], out, nil
 }
 
 // importInto runs load and writes what it returns as a run directory.

@@ -100,13 +100,12 @@ type hinted struct {
 
 func (e hinted) Unwrap() error { return e.error }
 
-// interspersed names the commands whose flags may follow their
-// arguments, as in `minnow run arith-sft --set train.steps=10`; urfave/cli
-// stops reading flags at the first argument.
-var interspersed = map[string]bool{"run": true, "train": true, "validate": true, "plot": true}
-
-// hoistFlags moves the flags of an interspersed command ahead of its
-// arguments, leaving everything after "--" in place.
+// hoistFlags moves a command's flags ahead of its arguments, so that
+// flags may follow them, as in `minnow run arith-sft --set train.steps=10`
+// or `minnow recipes cp NAME FILE --force`: urfave/cli stops reading flags
+// at the first argument. It finds the command through its subcommands,
+// moves only the flags that command defines (an argument such as -3 stays
+// an argument), and leaves everything after "--" in place.
 func hoistFlags(app *cli.App, args []string) []string {
 	i := 1
 	for i < len(args) && strings.HasPrefix(args[i], "-") {
@@ -115,39 +114,42 @@ func hoistFlags(app *cli.App, args []string) []string {
 		}
 		i++
 	}
-	if i >= len(args) || !interspersed[args[i]] {
-		return args
-	}
 	var cmd *cli.Command
-	for _, c := range app.Commands {
-		if c.HasName(args[i]) {
-			cmd = c
-		}
-	}
-	if cmd == nil {
-		return args
-	}
-	takesValue := map[string]bool{}
-	for _, f := range cmd.Flags {
-		if _, isBool := f.(*cli.BoolFlag); !isBool {
-			for _, n := range f.Names() {
-				takesValue[n] = true
+	for cmds := app.Commands; i < len(args); i++ {
+		var next *cli.Command
+		for _, c := range cmds {
+			if c.HasName(args[i]) {
+				next = c
 			}
 		}
+		if next == nil {
+			break
+		}
+		cmd, cmds = next, next.Subcommands
 	}
-	out := append([]string{}, args[:i+1]...)
+	if cmd == nil || i >= len(args) {
+		return args
+	}
+	takesValue, known := map[string]bool{}, map[string]bool{"help": true, "h": true}
+	for _, f := range cmd.Flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			known[n], takesValue[n] = true, !isBool
+		}
+	}
+	out := append([]string{}, args[:i]...)
 	var pos []string
-	rest := args[i+1:]
+	rest := args[i:]
 	for j := 0; j < len(rest); j++ {
 		a := rest[j]
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		switch {
 		case a == "--":
 			pos = append(pos, rest[j:]...)
 			j = len(rest)
-		case strings.HasPrefix(a, "-") && len(a) > 1:
+		case strings.HasPrefix(a, "-") && known[name]:
 			out = append(out, a)
-			name := strings.TrimLeft(a, "-")
-			if !strings.Contains(name, "=") && takesValue[name] && j+1 < len(rest) {
+			if !hasValue && takesValue[name] && j+1 < len(rest) {
 				out = append(out, rest[j+1])
 				j++
 			}

@@ -29,6 +29,10 @@ func TestHoistFlags(t *testing.T) {
 		{"minnow plot a b --metric loss --out x.png", "minnow plot --metric loss --out x.png a b"},
 		{"minnow validate r.yaml -- --set", "minnow validate r.yaml -- --set"},
 		{"minnow bench core --steps 1", "minnow bench core --steps 1"},
+		{"minnow recipes cp arith-sft x.yaml --force", "minnow recipes cp --force arith-sft x.yaml"},
+		{"minnow import hf dir --out run", "minnow import hf --out run dir"},
+		{"minnow tokenizer decode -t tok.gguf 5 -3", "minnow tokenizer decode -t tok.gguf 5 -3"},
+		{"minnow run r.yaml --nope", "minnow run r.yaml --nope"},
 		{"minnow", "minnow"},
 	}
 	for _, c := range cases {
