@@ -212,27 +212,7 @@ func TestDPOArithPreferences(t *testing.T) {
 		return pairs
 	}
 	trainPairs, heldPairs := pairsOf(a.train, 1), pairsOf(a.held, 2)
-	ref := ModelReference{Model: a.m}
-	trRef, err := LoadOrComputeRefLogps("", "", ref, trainPairs, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	evRef, err := LoadOrComputeRefLogps("", "", ref, heldPairs, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := DPOConfig{Beta: 0.1}
-	tr := &DPOTrainer{Policy: a.m, Opt: adamFor(t, a.m, 1e-4), Pairs: trainPairs, Ref: trRef,
-		Config: DPOTrainerConfig{DPO: cfg, BatchPairs: 8, ClipNorm: 1, Seed: 1}}
-	for s := 1; s <= 60; s++ {
-		if _, err := tr.Step(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	loss, st, err := EvaluateDPO(a.m, cfg, heldPairs, evRef, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
+	loss, st := trainDPO(t, a.m, trainPairs, heldPairs, 60)
 	acc, l := a.accuracy(t)
 	t.Logf("%d train and %d held-out pairs; held-out loss %.3f, preference accuracy %.3f, margin %.3f; greedy accuracy %.3f, length %.1f; %v",
 		len(trainPairs), len(heldPairs), loss, st.Accuracy, st.Margin, acc, l, time.Since(start).Round(time.Second))
@@ -282,4 +262,33 @@ func TestRolloutStopStrings(t *testing.T) {
 	if stopped == 0 {
 		t.Error("no completion met the stop string; the test checks nothing")
 	}
+}
+
+// trainDPO trains m with DPO (β 0.1, lr 1e-4, 8 pairs per update) on
+// train for steps updates, against m's own log-probs before training, and
+// returns the held-out loss and statistics.
+func trainDPO(t *testing.T, m model.Model, train, held []Pair, steps int) (float64, DPOStats) {
+	t.Helper()
+	ref := ModelReference{Model: m}
+	trRef, err := LoadOrComputeRefLogps("", "", ref, train, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evRef, err := LoadOrComputeRefLogps("", "", ref, held, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DPOConfig{Beta: 0.1}
+	tr := &DPOTrainer{Policy: m, Opt: adamFor(t, m, 1e-4), Pairs: train, Ref: trRef,
+		Config: DPOTrainerConfig{DPO: cfg, BatchPairs: 8, ClipNorm: 1, Seed: 1}}
+	for s := 1; s <= steps; s++ {
+		if _, err := tr.Step(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	loss, st, err := EvaluateDPO(m, cfg, held, evRef, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loss, st
 }

@@ -320,31 +320,11 @@ func TestDPOArithConcise(t *testing.T) {
 		n = min(len(a.train), 80*a.sz.prompts)
 	}
 	trainPairs, heldPairs := pairsOf(a.train[:n], 1), pairsOf(a.held, 2)
-	ref := ModelReference{Model: a.m}
-	trRef, err := LoadOrComputeRefLogps("", "", ref, trainPairs, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	evRef, err := LoadOrComputeRefLogps("", "", ref, heldPairs, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := DPOConfig{Beta: 0.1}
-	tr := &DPOTrainer{Policy: a.m, Opt: adamFor(t, a.m, 1e-4), Pairs: trainPairs, Ref: trRef,
-		Config: DPOTrainerConfig{DPO: cfg, BatchPairs: 8, ClipNorm: 1, Seed: 1}}
 	steps := 40
 	if a.sz.name == "full" {
 		steps = 150
 	}
-	for s := 1; s <= steps; s++ {
-		if _, err := tr.Step(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	loss, st, err := EvaluateDPO(a.m, cfg, heldPairs, evRef, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
+	loss, st := trainDPO(t, a.m, trainPairs, heldPairs, steps)
 	res, err := Evaluate(context.Background(), a.m, a.tok, a.heldAt(&long), Rewards{{Reward: am, Weight: 1}}, a.sz.maxNew, SamplingConfig{}, nil)
 	if err != nil {
 		t.Fatal(err)
