@@ -11,6 +11,8 @@ import (
 	"github.com/minnowml/minnow/data/tokenizer"
 	"github.com/minnowml/minnow/gguf"
 	"github.com/minnowml/minnow/internal/atomicfile"
+	"github.com/minnowml/minnow/model"
+	"github.com/minnowml/minnow/tensor"
 )
 
 // ExportSpec is the export: section: after the method finishes, the run's
@@ -62,18 +64,6 @@ func (exportExt) Finish(_ context.Context, e *Env, cfg any, s *Summary) error {
 	if err != nil {
 		return err
 	}
-	c, err := LoadCheckpoint(e.Dir)
-	if err != nil {
-		return fmt.Errorf("export: %w", err)
-	}
-	m, _, err := LoadModel(e.Backend, c)
-	if err != nil {
-		return fmt.Errorf("export: %w", err)
-	}
-	v, err := tokenizer.LoadVocab(filepath.Join(e.Dir, TokenizerFile))
-	if err != nil {
-		return fmt.Errorf("export: %w", err)
-	}
 	file := spec.File
 	if file == "" {
 		file = fmt.Sprintf("model-%s.gguf", spec.GGUF)
@@ -86,7 +76,11 @@ func (exportExt) Finish(_ context.Context, e *Env, cfg any, s *Summary) error {
 		name = e.Recipe.Name
 	}
 	opt := convert.GGUFOptions{Type: typ, Name: name, ChatTemplate: e.Recipe.Data.ChatTemplate}
-	if err := convert.ExportGGUFFile(file, m, v, opt); err != nil {
+	m, v, err := LoadWithVocab(e.Backend, e.Dir)
+	if err == nil {
+		err = convert.ExportGGUFFile(file, m, v, opt)
+	}
+	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
 	if s.Extra == nil {
@@ -108,6 +102,23 @@ func (exportExt) Finish(_ context.Context, e *Env, cfg any, s *Summary) error {
 	}
 	s.Extra["gguf adapter"], err = describeFile(file, "lora")
 	return err
+}
+
+// LoadWithVocab loads the model at src (a run directory, a checkpoint
+// file, or whatever else LoadCheckpoint reads) on be, with the vocabulary
+// of its tokenizer (CheckpointTokenizer), as GGUF export needs them. It
+// returns an error when either cannot be loaded.
+func LoadWithVocab(be tensor.Backend, src string) (model.Model, *tokenizer.Vocab, error) {
+	c, err := LoadCheckpoint(src)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := tokenizer.LoadVocab(CheckpointTokenizer(src))
+	if err != nil {
+		return nil, nil, fmt.Errorf("the model's tokenizer: %w", err)
+	}
+	m, _, err := LoadModel(be, c)
+	return m, v, err
 }
 
 // exportAdapter writes the adapters of st as a llama.cpp LoRA file, in

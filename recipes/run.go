@@ -201,10 +201,18 @@ func (r *Recipe) TokenizerPath() string {
 	case r.Tokenizer.Train != nil || r.Model.Checkpoint == "":
 		return ""
 	}
-	dir := r.Model.Checkpoint
-	if isGGUF(dir) {
-		return dir // the vocabulary is in the file
+	return CheckpointTokenizer(r.Model.Checkpoint)
+}
+
+// CheckpointTokenizer returns the tokenizer file that goes with a model
+// path as LoadCheckpoint reads it: the tokenizer.gguf of a run directory
+// or beside a checkpoint file, the tokenizer files of a Hugging Face
+// folder (tokenizer.LoadVocab reads the folder), or a GGUF file itself.
+func CheckpointTokenizer(path string) string {
+	if isGGUF(path) {
+		return path // the vocabulary is in the file
 	}
+	dir := path
 	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
 		dir = filepath.Dir(dir)
 	}

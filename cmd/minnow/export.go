@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/minnowml/minnow/convert"
-	"github.com/minnowml/minnow/data/tokenizer"
 	"github.com/minnowml/minnow/gguf"
 	"github.com/minnowml/minnow/recipes"
 )
@@ -51,23 +49,6 @@ func exportGGUF(c *cli.Context) error {
 	if err != nil {
 		return usageErr{err}
 	}
-	src := c.String("checkpoint")
-	st, err := os.Stat(src)
-	if err != nil {
-		return usageErr{err}
-	}
-	tokDir := src
-	if !st.IsDir() {
-		tokDir = filepath.Dir(src)
-	}
-	cp, err := recipes.LoadCheckpoint(src)
-	if err != nil {
-		return usageErr{err}
-	}
-	v, err := tokenizer.LoadVocab(filepath.Join(tokDir, recipes.TokenizerFile))
-	if err != nil {
-		return usageErr{fmt.Errorf("the model's tokenizer: %w", err)}
-	}
 	opt := convert.GGUFOptions{Type: typ, Name: c.String("name")}
 	if p := c.String("chat-template"); p != "" {
 		b, err := os.ReadFile(p)
@@ -76,11 +57,14 @@ func exportGGUF(c *cli.Context) error {
 		}
 		opt.ChatTemplate = string(b)
 	}
-	m, _, err := recipes.LoadModel(backend(c), cp)
-	if err != nil {
-		return err
+	src, out := c.String("checkpoint"), c.String("out")
+	if _, err := os.Stat(src); err != nil {
+		return usageErr{err}
 	}
-	out := c.String("out")
+	m, v, err := recipes.LoadWithVocab(backend(c), src)
+	if err != nil {
+		return usageErr{err}
+	}
 	if err := convert.ExportGGUFFile(out, m, v, opt); err != nil {
 		return err
 	}
