@@ -3,8 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
@@ -43,14 +41,9 @@ func distillCmd() *cli.Command {
 	}
 }
 
-// runTokenizer loads the tokenizer.gguf of a run directory, or the one
-// beside a checkpoint file.
+// runTokenizer loads the tokenizer of a run directory or checkpoint.
 func runTokenizer(path string) (tokenizer.Tokenizer, error) {
-	dir := path
-	if st, err := os.Stat(path); err == nil && !st.IsDir() {
-		dir = filepath.Dir(path)
-	}
-	return tokenizer.Load(filepath.Join(dir, recipes.TokenizerFile))
+	return tokenizer.Load(recipes.CheckpointTokenizer(path))
 }
 
 // loadRunModel loads the model of a run directory or checkpoint.

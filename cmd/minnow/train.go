@@ -7,7 +7,6 @@ import (
 	"maps"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -71,22 +70,17 @@ func generateCmd() *cli.Command {
 			if c.Int("max-new") <= 0 || c.Float64("temperature") < 0 || c.Float64("top-p") < 0 || c.Float64("top-p") > 1 {
 				return usageErr{errors.New("--max-new must be positive, --temperature >= 0 and --top-p in [0, 1]")}
 			}
-			run = resolveRun(run)
-			src, tokDir := run, run
+			src := resolveRun(run)
 			if ck != "" {
-				src, tokDir = ck, filepath.Dir(ck)
+				src = ck
 			}
-			cp, err := recipes.LoadCheckpoint(src)
+			m, v, err := recipes.LoadWithVocab(backend(c), src)
 			if err != nil {
 				return usageErr{err}
 			}
-			tok, err := tokenizer.Load(filepath.Join(tokDir, recipes.TokenizerFile))
+			tok, err := tokenizer.New(v)
 			if err != nil {
 				return usageErr{err}
-			}
-			m, _, err := recipes.LoadModel(backend(c), cp)
-			if err != nil {
-				return err
 			}
 			prompt := tok.Encode(c.String("prompt"), tokenizer.EncodeOptions{})
 			if len(prompt) == 0 {
