@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export MINNOW_DATA ?= $(abspath ../shared/data)
 GO ?= go
 
-.PHONY: deps deps-node test test-long bench demo lint build
+.PHONY: deps deps-node test test-long bench demo demo-rl demo-distill lint build
 
 deps: ## Install OpenBLAS when missing (as root, through apt-get); without it, build with CGO_ENABLED=0.
 	@if ldconfig -p | grep -q 'libopenblas\.so ' && { [ -e /usr/include/x86_64-linux-gnu/cblas.h ] || [ -e /usr/include/cblas.h ]; }; then :; \
@@ -50,9 +50,38 @@ demo: deps deps-node ## The arithmetic task end to end: pretrain a tiny model, S
 	$(MINNOW_BIN) plot $(DEMO_DIR)/arith-grpo --out $(DEMO_DIR)/grpo.png
 	$(MINNOW_BIN) runs ls $(DEMO_DIR)
 	@echo "llama.cpp, running $(DEMO_DIR)/arith-grpo/model-q8_0.gguf: $(DEMO_QUESTION)"
-	@node tools/node/llama-generate.mjs $(DEMO_DIR)/arith-grpo/model-q8_0.gguf $$'$(DEMO_QUESTION)\n' 64
+	@node tools/node/llama-generate.mjs $(DEMO_DIR)/arith-grpo/model-q8_0.gguf $$'$(DEMO_QUESTION)\n' 96
 	@echo "run folders: $(DEMO_DIR)/arith-pretrain $(DEMO_DIR)/arith-sft $(DEMO_DIR)/arith-grpo (answers in */samples.jsonl)"
 	@echo "plots: $(DEMO_DIR)/loss.png $(DEMO_DIR)/grpo.png"
+
+demo-rl: ## The RL demonstration (issue 7's table in the README): pretrain and SFT on verbose worked solutions, then GRPO, TLDR and DPO from the SFT model.
+	$(GO) build -o $(MINNOW_BIN) ./cmd/minnow
+	$(MINNOW_BIN) run arith-pretrain --out $(DEMO_DIR)/arith-pretrain --quiet
+	$(MINNOW_BIN) run arith-sft --set model.checkpoint=$(DEMO_DIR)/arith-pretrain --out $(DEMO_DIR)/arith-sft --quiet
+	for m in grpo tldr dpo; do $(MINNOW_BIN) run arith-$$m --set model.checkpoint=$(DEMO_DIR)/arith-sft --out $(DEMO_DIR)/arith-$$m --quiet || exit 1; done
+	$(MINNOW_BIN) runs ls $(DEMO_DIR)
+	@for m in grpo tldr dpo; do echo "== arith-$$m"; grep -E '^\| (held-out|thinking|preference)' $(DEMO_DIR)/arith-$$m/summary.md; done
+
+# demo-distill aligns the teacher once, in the DCKD run, and the other runs
+# reuse that DPO teacher.
+DISTILL_T = --set distill.teacher.checkpoint=$(DEMO_DIR)/arith-sft-teacher
+DISTILL_S = --set model.checkpoint=$(DEMO_DIR)/arith-sft
+DISTILL_D = --set distill.teacher.dpo=$(DEMO_DIR)/distill-dckd/teacher-dpo.ckpt
+
+demo-distill: ## The distillation chain (issue 9's table in the README): student and teacher pretrained and SFT'd, the teacher aligned with DPO, then the student by KD, DCKD, ADPA and ADPA+.
+	$(GO) build -o $(MINNOW_BIN) ./cmd/minnow
+	$(MINNOW_BIN) run arith-pretrain --out $(DEMO_DIR)/arith-pretrain --quiet
+	$(MINNOW_BIN) run arith-sft --set model.checkpoint=$(DEMO_DIR)/arith-pretrain --out $(DEMO_DIR)/arith-sft --quiet
+	$(MINNOW_BIN) run arith-pretrain-teacher --out $(DEMO_DIR)/arith-pretrain-teacher --quiet
+	$(MINNOW_BIN) run arith-sft-teacher --set model.checkpoint=$(DEMO_DIR)/arith-pretrain-teacher --out $(DEMO_DIR)/arith-sft-teacher --quiet
+	$(MINNOW_BIN) run distill-dckd $(DISTILL_T) $(DISTILL_S) --set distill.eval.teachers=true --out $(DEMO_DIR)/distill-dckd --quiet
+	$(MINNOW_BIN) run distill-kd $(DISTILL_T) $(DISTILL_S) $(DISTILL_D) --out $(DEMO_DIR)/distill-kd --quiet
+	$(MINNOW_BIN) run distill-adpa $(DISTILL_T) $(DISTILL_S) $(DISTILL_D) --out $(DEMO_DIR)/distill-adpa --quiet
+	$(MINNOW_BIN) run distill-dckd $(DISTILL_T) $(DISTILL_S) $(DISTILL_D) --set distill.weights.kd=0 --out $(DEMO_DIR)/distill-sft-only --quiet
+	$(MINNOW_BIN) run distill-adpa-plus $(DISTILL_T) $(DISTILL_D) --set model.checkpoint=$(DEMO_DIR)/distill-dckd \
+		--set distill.eval.baseline=$(DEMO_DIR)/arith-sft --out $(DEMO_DIR)/distill-adpa-plus --quiet
+	$(MINNOW_BIN) runs ls $(DEMO_DIR)
+	@for m in dckd kd adpa sft-only adpa-plus; do echo "== distill-$$m"; grep -E '^\| (held-out|teacher|student|win|baseline)' $(DEMO_DIR)/distill-$$m/summary.md; done
 
 lint:
 	@out=$$(gofmt -l . ); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

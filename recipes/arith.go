@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/minnowml/minnow/data"
+	"github.com/minnowml/minnow/rl"
 )
 
 // ArithSpec generates the arithmetic task (data.GenerateArith) as the
@@ -24,6 +25,21 @@ type ArithSpec struct {
 	MaxDigits int `yaml:"max_digits,omitempty"`
 	// Operands is the number of terms of an addition (default 2).
 	Operands int `yaml:"operands,omitempty"`
+	// Verbose pads worked solutions with redundant lines, each present
+	// with this probability (data.ArithConfig.Verbose): reasoning that
+	// length-regularised RL can shorten without losing accuracy.
+	Verbose float64 `yaml:"verbose,omitempty"`
+	// Levels names TLDR's length levels. When set, a LevelFraction of
+	// the training prompts (pretraining text and SFT examples) names one,
+	// drawn uniformly, through LevelTemplate, so that a later TLDR run
+	// finds its tags familiar; here they say nothing about length yet.
+	Levels []string `yaml:"levels,omitempty"`
+	// LevelTemplate writes a level into a prompt, as tldr.prompt_template
+	// does ("" means TLDR's default, "Think {level}.\n{prompt}").
+	LevelTemplate string `yaml:"level_template,omitempty"`
+	// LevelFraction is the fraction of prompts that name a level (0
+	// means all); the rest stay plain, as GRPO and DPO ask them.
+	LevelFraction float64 `yaml:"level_fraction,omitempty"`
 }
 
 // maxArithN bounds data.arith.n so that a typo cannot fill the disk.
@@ -35,7 +51,22 @@ func (a *ArithSpec) config() data.ArithConfig {
 	for i, o := range a.Ops {
 		ops[i] = data.ArithOp(o)
 	}
-	return data.ArithConfig{Ops: ops, MinDigits: a.MinDigits, MaxDigits: a.MaxDigits, Operands: a.Operands}
+	return data.ArithConfig{Ops: ops, MinDigits: a.MinDigits, MaxDigits: a.MaxDigits, Operands: a.Operands, Verbose: a.Verbose}
+}
+
+// levels returns the TLDR config that writes a.Levels into prompts, and
+// whether there are levels. It returns WithDefaults' errors.
+func (a *ArithSpec) levels() (rl.TLDRConfig, bool, error) {
+	if len(a.Levels) == 0 {
+		return rl.TLDRConfig{}, false, nil
+	}
+	c := rl.TLDRConfig{PromptTemplate: a.LevelTemplate}
+	for _, name := range a.Levels {
+		// The budget only passes validation: SFT has no reward.
+		c.Levels = append(c.Levels, rl.TLDRLevel{Name: name, Budget: 1})
+	}
+	c, err := c.WithDefaults()
+	return c, true, err
 }
 
 // validate checks the spec's ranges.
@@ -47,6 +78,12 @@ func (a *ArithSpec) validate() error {
 		if o != "+" && o != "-" && o != "*" {
 			return rangeErr(fmt.Sprintf("data.arith.ops[%d]", i), fmt.Sprintf("%q", o), `"+", "-" or "*"`)
 		}
+	}
+	if !(a.LevelFraction >= 0 && a.LevelFraction <= 1) {
+		return rangeErr("data.arith.level_fraction", a.LevelFraction, "0 to 1")
+	}
+	if _, _, err := a.levels(); err != nil {
+		return fmt.Errorf("data.arith.levels: %s", strings.TrimPrefix(err.Error(), "rl: tldr: "))
 	}
 	if _, err := data.NewArith(a.config(), 1); err != nil {
 		msg := strings.TrimPrefix(err.Error(), "data: ")
@@ -60,6 +97,41 @@ func (a *ArithSpec) validate() error {
 // learns carries over.
 func ArithPrompt(question string) string { return question + "\n" }
 
+// arithPrompts returns the training prompt of each problem: ArithPrompt,
+// with a level written into data.arith.level_fraction of them when
+// data.arith.levels is set. The levels are drawn from the seed of
+// the problems, so a rerun writes the same prompts. It returns an error
+// when the levels are invalid.
+func (e *Env) arithPrompts(ps []data.Problem) ([]string, error) {
+	a := e.Recipe.Data.Arith
+	c, ok, err := a.levels()
+	if err != nil {
+		return nil, err
+	}
+	frac := a.LevelFraction
+	if frac == 0 {
+		frac = 1
+	}
+	seed := e.arithSeed()
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = ArithPrompt(p.Question)
+		u := float64(rl.SampleKey(seed, 0x1e7e1, uint64(i))>>11) / (1 << 53)
+		if ok && u < frac {
+			out[i] = c.Condition(out[i], c.SampleLevel(rl.SampleKey(seed, 0x1e7e2, uint64(i))))
+		}
+	}
+	return out, nil
+}
+
+// arithSeed is the seed of data.arith's problems.
+func (e *Env) arithSeed() uint64 {
+	if s := e.Recipe.Data.Arith.Seed; s != 0 {
+		return s
+	}
+	return e.Recipe.Seed
+}
+
 // ArithProblems returns the problems data.arith describes, or nil when
 // the recipe has none. It returns an error when the spec is invalid.
 func (e *Env) ArithProblems() ([]data.Problem, error) {
@@ -67,11 +139,7 @@ func (e *Env) ArithProblems() ([]data.Problem, error) {
 	if a == nil {
 		return nil, nil
 	}
-	seed := a.Seed
-	if seed == 0 {
-		seed = e.Recipe.Seed
-	}
-	ps, err := data.GenerateArith(a.config(), seed, a.N)
+	ps, err := data.GenerateArith(a.config(), e.arithSeed(), a.N)
 	if err != nil {
 		return nil, fmt.Errorf("data.arith: %w", err)
 	}
@@ -86,9 +154,13 @@ func (e *Env) TextFiles() ([]string, error) {
 	if err != nil || ps == nil {
 		return e.Recipe.Data.Text, err
 	}
+	prompts, err := e.arithPrompts(ps)
+	if err != nil {
+		return nil, err
+	}
 	var b strings.Builder
-	for _, p := range ps {
-		b.WriteString(ArithPrompt(p.Question))
+	for i, p := range ps {
+		b.WriteString(prompts[i])
 		b.WriteString(p.Target())
 		b.WriteString("\n\n")
 	}
@@ -105,9 +177,13 @@ func (e *Env) JSONLFiles() ([]string, error) {
 	if err != nil || ps == nil {
 		return e.Recipe.Data.JSONL, err
 	}
+	prompts, err := e.arithPrompts(ps)
+	if err != nil {
+		return nil, err
+	}
 	exs := make([]data.PromptCompletion, len(ps))
 	for i, p := range ps {
-		exs[i] = data.PromptCompletion{Prompt: ArithPrompt(p.Question), Completion: p.Target()}
+		exs[i] = data.PromptCompletion{Prompt: prompts[i], Completion: p.Target()}
 	}
 	path := filepath.Join(e.Dir, "arith.jsonl")
 	return []string{path}, data.WriteJSONLFile(path, exs)

@@ -361,3 +361,40 @@ func TestSFTRecipeValidation(t *testing.T) {
 		{"eval-needs-cap", "  eval_batches: 2\n", "", "train.eval_batches:"},
 	})
 }
+
+// TestArithLevels: data.arith.levels writes a level into
+// data.arith.level_fraction of the training prompts, the same ones on
+// every call, and verbose solutions pass through to the examples.
+func TestArithLevels(t *testing.T) {
+	spec := &ArithSpec{N: 400, Ops: []string{"+", "-"}, Verbose: 1, Levels: []string{"short", "medium", "long"}, LevelFraction: 0.5}
+	e := &Env{Recipe: &Recipe{Seed: 3, Data: DataSpec{Arith: spec}}, Dir: t.TempDir()}
+	ps, err := e.ArithProblems()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompts, err := e.arithPrompts(ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := e.arithPrompts(ps)
+	counts := map[string]int{}
+	for i, p := range prompts {
+		if p != again[i] {
+			t.Fatalf("prompt %d: %q, then %q", i, p, again[i])
+		}
+		level := "none"
+		if rest, ok := strings.CutPrefix(p, "Think "); ok {
+			level, _, _ = strings.Cut(rest, ".\n")
+		}
+		if want := ArithPrompt(ps[i].Question); !strings.HasSuffix(p, want) {
+			t.Fatalf("prompt %d: %q does not end with %q", i, p, want)
+		}
+		counts[level]++
+	}
+	if counts["none"] < 160 || counts["none"] > 240 || counts["short"] < 40 || counts["medium"] < 40 || counts["long"] < 40 || len(counts) != 4 {
+		t.Errorf("levels %v: want about 200 plain and 67 of each level", counts)
+	}
+	if !strings.Contains(ps[0].Solution, "Let me work it out") {
+		t.Errorf("verbose 1 solution %q has no opening line", ps[0].Solution)
+	}
+}

@@ -36,6 +36,12 @@ type DPOConfig struct {
 	LabelSmoothing float64 `yaml:"label_smoothing"`
 	// SimPOGamma is SimPO's target margin gamma (0.5, TRL's CPO default).
 	SimPOGamma float64 `yaml:"simpo_gamma"`
+	// RPOAlpha weighs a negative log-likelihood term on the chosen
+	// completions, per token (RPO; TRL's rpo_alpha), added to any loss
+	// type (0, off). DPO alone can lower both completions' likelihoods
+	// while it widens their margin, which leaves a small model's greedy
+	// answers broken; the term keeps the chosen ones likely.
+	RPOAlpha float64 `yaml:"rpo_alpha"`
 }
 
 // WithDefaults returns c with its zero fields set to their defaults. It
@@ -59,6 +65,8 @@ func (c DPOConfig) WithDefaults() (DPOConfig, error) {
 		return c, fmt.Errorf("rl: dpo: label_smoothing %v must lie in [0, 0.5)", c.LabelSmoothing)
 	case math.IsNaN(c.SimPOGamma) || math.IsInf(c.SimPOGamma, 0):
 		return c, fmt.Errorf("rl: dpo: simpo_gamma %v must be finite", c.SimPOGamma)
+	case !(c.RPOAlpha >= 0) || math.IsInf(c.RPOAlpha, 0):
+		return c, fmt.Errorf("rl: dpo: rpo_alpha %v must be finite and not negative", c.RPOAlpha)
 	}
 	return c, nil
 }
@@ -72,7 +80,7 @@ type DPOInput struct {
 	// SimPO ignores them.
 	RefChosen, RefRejected []float64
 	// ChosenLens and RejectedLens are the completions' token counts, which
-	// IPO and SimPO average over.
+	// IPO, SimPO and the RPO term average over.
 	ChosenLens, RejectedLens []int
 }
 
@@ -88,8 +96,9 @@ type DPOStats struct {
 // with Δ the chosen minus the rejected policy-to-reference log-ratio,
 // -(1-eps)·logσ(βΔ) - eps·logσ(-βΔ) for "sigmoid"; (Δ_avg - 1/(2β))² with
 // length-averaged log-ratios for "ipo"; and the smoothed
-// -logσ(β·avg(y_w) - β·avg(y_l) - γ) for "simpo". cfg must have been
-// through WithDefaults. It returns an error when the inputs disagree in
+// -logσ(β·avg(y_w) - β·avg(y_l) - γ) for "simpo"; plus RPOAlpha times the
+// chosen completions' mean per-token negative log-likelihood. cfg must
+// have been through WithDefaults. It returns an error when the inputs disagree in
 // length or a needed length is not positive.
 func DPOLoss(cfg DPOConfig, in DPOInput) (*tensor.Tensor, DPOStats, error) {
 	if in.Chosen == nil || in.Rejected == nil || in.Chosen.Rank() != 1 || !slices.Equal(in.Chosen.Shape(), in.Rejected.Shape()) {
@@ -102,8 +111,7 @@ func DPOLoss(cfg DPOConfig, in DPOInput) (*tensor.Tensor, DPOStats, error) {
 	if cfg.LossType != DPOSimPO && (len(in.RefChosen) != n || len(in.RefRejected) != n) {
 		return nil, DPOStats{}, fmt.Errorf("rl: dpo loss: %d and %d reference log-probs for %d pairs", len(in.RefChosen), len(in.RefRejected), n)
 	}
-	avg := cfg.LossType != DPOSigmoid
-	if avg {
+	if cfg.LossType != DPOSigmoid || cfg.RPOAlpha != 0 {
 		if len(in.ChosenLens) != n || len(in.RejectedLens) != n {
 			return nil, DPOStats{}, fmt.Errorf("rl: dpo loss: %s needs %d chosen and rejected lengths, have %d and %d", cfg.LossType, n, len(in.ChosenLens), len(in.RejectedLens))
 		}
@@ -149,6 +157,9 @@ func DPOLoss(cfg DPOConfig, in DPOInput) (*tensor.Tensor, DPOStats, error) {
 		}
 	}
 	loss := perPair.Mean()
+	if cfg.RPOAlpha != 0 {
+		loss = loss.Add(in.Chosen.Mul(recip(in.ChosenLens)).Mean().Scale(-cfg.RPOAlpha))
+	}
 
 	var st DPOStats
 	tensor.NoGrad(func() {

@@ -57,6 +57,8 @@ func TestDPOSanity(t *testing.T) {
 		{"ipo", DPOConfig{Beta: 0.1, LossType: DPOIPO}, (0.45 - 5) * (0.45 - 5), 1e-12},
 		// β·(-10/4) - β·(-12/5) - γ = -0.25 + 0.24 - 0.5.
 		{"simpo", DPOConfig{Beta: 0.1, LossType: DPOSimPO, SimPOGamma: 0.5}, -logSigmoid(-0.25 + 0.24 - 0.5), 1e-12},
+		// RPO adds α times the chosen per-token NLL, 10/4.
+		{"rpo", DPOConfig{Beta: 0.1, RPOAlpha: 0.5}, -logSigmoid(0.2) + 0.5*10.0/4, 1e-12},
 	}
 	for _, tc := range tests {
 		loss, st, err := DPOLoss(mustDPO(t, tc.cfg), in)
@@ -123,7 +125,7 @@ func TestDPOGradCheck(t *testing.T) {
 	rc := []float64{-3, -4, -2.5}
 	rr := []float64{-3.5, -3, -4}
 	for _, lt := range []string{DPOSigmoid, DPOIPO, DPOSimPO} {
-		cfg := mustDPO(t, DPOConfig{LossType: lt, Beta: 0.5, LabelSmoothing: 0.1})
+		cfg := mustDPO(t, DPOConfig{LossType: lt, Beta: 0.5, LabelSmoothing: 0.1, RPOAlpha: 0.3})
 		f := func(in []*tensor.Tensor) *tensor.Tensor {
 			loss, _, err := DPOLoss(cfg, DPOInput{Chosen: in[0], Rejected: in[1], RefChosen: rc, RefRejected: rr,
 				ChosenLens: []int{2, 3, 4}, RejectedLens: []int{5, 1, 2}})
@@ -155,7 +157,7 @@ func TestDPOErrors(t *testing.T) {
 	if _, _, err := DPOLoss(ipo, DPOInput{Chosen: x, Rejected: x, RefChosen: []float64{1, 1}, RefRejected: []float64{1, 1}, ChosenLens: []int{1, 0}, RejectedLens: []int{1, 1}}); err == nil {
 		t.Error("ipo with an empty completion: no error")
 	}
-	for _, c := range []DPOConfig{{LossType: "kto"}, {Beta: -1}, {LabelSmoothing: 0.5}} {
+	for _, c := range []DPOConfig{{LossType: "kto"}, {Beta: -1}, {LabelSmoothing: 0.5}, {RPOAlpha: -1}} {
 		if _, err := c.WithDefaults(); err == nil {
 			t.Errorf("%+v: no error", c)
 		}

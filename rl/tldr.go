@@ -20,6 +20,15 @@ const (
 	TLDRPenalty = "penalty"
 	// TLDRGate is R = correct·1[L <= B].
 	TLDRGate = "gate"
+	// TLDRTarget is R = correct·(1 - lambda·min(1, |L-B|/B)): B is the
+	// level's target length rather than a ceiling, so a long level is
+	// held long as a short one is held short (under the penalty form a
+	// level with a small lambda has no reason to differ, and a small
+	// model shortens every level alike). Only right answers earn the
+	// length term: group normalisation would otherwise turn the small
+	// length differences of an all-wrong group into full-sized
+	// advantages, and the policy collapses to empty answers.
+	TLDRTarget = "target"
 )
 
 // TLDRLevel is one length level.
@@ -28,7 +37,7 @@ type TLDRLevel struct {
 	Name string `yaml:"name"`
 	// Budget is B, the level's completion length in tokens.
 	Budget int `yaml:"budget"`
-	// Lambda weighs the length penalty of the penalty form.
+	// Lambda weighs the length term of the penalty and target forms.
 	Lambda float64 `yaml:"lambda"`
 }
 
@@ -37,7 +46,7 @@ type TLDRConfig struct {
 	// Levels are the length levels, shortest budget first, sampled
 	// uniformly per prompt.
 	Levels []TLDRLevel `yaml:"levels"`
-	// Form is "penalty" (the default) or "gate".
+	// Form is "penalty" (the default), "gate" or "target".
 	Form string `yaml:"form"`
 	// PromptTemplate conditions a prompt on its level: "{level}" becomes
 	// the level's name and "{prompt}" the prompt. "" means
@@ -65,8 +74,8 @@ func (c TLDRConfig) WithDefaults() (TLDRConfig, error) {
 	if len(c.Levels) == 0 {
 		return c, errors.New("rl: tldr: no levels")
 	}
-	if c.Form != TLDRPenalty && c.Form != TLDRGate {
-		return c, fmt.Errorf("rl: tldr: unknown form %q (want penalty or gate)", c.Form)
+	if c.Form != TLDRPenalty && c.Form != TLDRGate && c.Form != TLDRTarget {
+		return c, fmt.Errorf("rl: tldr: unknown form %q (want penalty, gate or target)", c.Form)
 	}
 	if !strings.Contains(c.PromptTemplate, "{prompt}") || !strings.Contains(c.PromptTemplate, "{level}") {
 		return c, fmt.Errorf("rl: tldr: prompt_template %q must contain {level} and {prompt}", c.PromptTemplate)
@@ -143,9 +152,9 @@ func (c TLDRConfig) Conditioner(seed uint64, encode func(text string) []int32) (
 }
 
 // TLDRReward is TLDR's length-regularised reward. With a correctness
-// reward it is the whole TLDR reward in either form; without one it is
-// the penalty form's length term -lambda·min(1, L/B) alone, to be summed
-// with a correctness reward in Rewards.
+// reward it is the whole TLDR reward in any form; without one it is the
+// penalty form's length term -lambda·min(1, L/B) alone, to be summed with
+// a correctness reward in Rewards.
 type TLDRReward struct {
 	cfg     TLDRConfig
 	correct Reward
@@ -159,8 +168,8 @@ func NewTLDRReward(cfg TLDRConfig, correct Reward) (*TLDRReward, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.Form == TLDRGate && correct == nil {
-		return nil, errors.New("rl: tldr: the gate form needs a correctness reward")
+	if (c.Form == TLDRGate || c.Form == TLDRTarget) && correct == nil {
+		return nil, fmt.Errorf("rl: tldr: the %s form needs a correctness reward", c.Form)
 	}
 	return &TLDRReward{cfg: c, correct: correct}, nil
 }
@@ -207,6 +216,8 @@ func (r *TLDRReward) Score(ctx context.Context, b RewardBatch) ([]float64, error
 			if L <= float64(lv.Budget) {
 				out[i] = correct[i]
 			}
+		case TLDRTarget:
+			out[i] = correct[i] * (1 - lv.Lambda*math.Min(1, math.Abs(L-float64(lv.Budget))/float64(lv.Budget)))
 		}
 	}
 	return out, nil

@@ -16,7 +16,8 @@ import (
 )
 
 // tldrDemoSize sizes TestTLDRArith: the short version runs in go test,
-// the full one (MINNOW_DEMO=1) is the demonstration.
+// the full one (MINNOW_DEMO=1) is a larger run of the same code; the
+// demonstration itself is the recipe chain of make demo-rl.
 type tldrDemoSize struct {
 	name                        string
 	ops                         []data.ArithOp
@@ -164,8 +165,8 @@ func (a *verboseArith) heldAt(lv *TLDRLevel) []Prompt {
 	return out
 }
 
-// TestTLDRArith is the TLDR part of the demonstration: the
-// verbose SFT model (newVerboseArith) is trained with GRPO on the TLDR
+// TestTLDRArith is the Go-level short version of the TLDR demonstration
+// (make demo-rl runs the recipes): the verbose SFT model (newVerboseArith) is trained with GRPO on the TLDR
 // reward. The short version checks that the short level's held-out
 // length falls by a tenth with accuracy within 10 points, and that
 // temperature scaling of "####" (the end of the worked steps) shortens
@@ -266,8 +267,8 @@ func TestTLDRArith(t *testing.T) {
 	}
 }
 
-// TestDPOArithConcise is the DPO part of the demonstration on the
-// verbose SFT model: in each group of 8 samples of a training problem the
+// TestDPOArithConcise is the Go-level short version of the DPO
+// demonstration on the verbose SFT model: in each group of 8 samples of a training problem the
 // shortest right completion is preferred to the longest wrong one, and DPO
 // on those pairs must prefer the chosen completion of held-out pairs
 // (fresh problems) above 90% of the time (80% in the short version).

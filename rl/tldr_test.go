@@ -26,6 +26,9 @@ func TestTLDRReward(t *testing.T) {
 		{TLDRPenalty, am, []float64{1 - 0.5*0.5, 1 - 0.5, -0.3 * 0.25, 1 - 0.1}},
 		{TLDRPenalty, nil, []float64{-0.5 * 0.5, -0.5, -0.3 * 0.25, -0.1}},
 		{TLDRGate, am, []float64{1, 0, 0, 0}},
+		// |L-B|/B: 0.5, 1.5 (capped at 1), 0.75, 0.25.
+		// Only right answers earn it.
+		{TLDRTarget, am, []float64{1 - 0.5*0.5, 1 - 0.5, 0, 1 - 0.1*0.25}},
 	}
 	for _, tc := range tests {
 		r, err := NewTLDRReward(TLDRConfig{Levels: testLevels, Form: tc.form}, tc.correct)
@@ -47,8 +50,10 @@ func TestTLDRReward(t *testing.T) {
 	if _, err := r.Score(context.Background(), b); err == nil || !strings.Contains(err.Error(), "tiny") {
 		t.Errorf("unknown level: %v", err)
 	}
-	if _, err := NewTLDRReward(TLDRConfig{Levels: testLevels, Form: TLDRGate}, nil); err == nil {
-		t.Error("gate without correctness: no error")
+	for _, form := range []string{TLDRGate, TLDRTarget} {
+		if _, err := NewTLDRReward(TLDRConfig{Levels: testLevels, Form: form}, nil); err == nil {
+			t.Errorf("%s without correctness: no error", form)
+		}
 	}
 }
 

@@ -115,19 +115,24 @@ func dataCmd() *cli.Command {
 			Flags: []cli.Flag{
 				&cli.IntFlag{Name: "n", Value: 1000, Usage: "number of problems"},
 				&cli.Uint64Flag{Name: "seed", Value: 1},
-				&cli.StringSliceFlag{Name: "ops", Value: cli.NewStringSlice("+"), Usage: "operations among +, - and *"},
+				&cli.StringSliceFlag{Name: "ops", Value: cli.NewStringSlice("+"), Usage: "operations among +, - and *, repeated or comma-separated"},
 				&cli.IntFlag{Name: "min-digits", Value: 1},
 				&cli.IntFlag{Name: "max-digits", Value: 3, Usage: "difficulty: the most digits an operand has"},
 				&cli.IntFlag{Name: "operands", Value: 2, Usage: "terms of an addition"},
+				&cli.Float64Flag{Name: "verbose", Usage: "pad worked solutions with redundant lines, each with this probability (0 to 1)"},
 				&cli.StringFlag{Name: "out", Usage: "JSONL file to write (default: standard output)"},
 			},
 			Action: func(c *cli.Context) error {
 				var ops []data.ArithOp
+				// The app keeps commas in slice flags (for --set's YAML lists),
+				// so --ops +,- is split here.
 				for _, o := range c.StringSlice("ops") {
-					ops = append(ops, data.ArithOp(o))
+					for _, op := range strings.Split(o, ",") {
+						ops = append(ops, data.ArithOp(op))
+					}
 				}
 				probs, err := data.GenerateArith(data.ArithConfig{Ops: ops, MinDigits: c.Int("min-digits"),
-					MaxDigits: c.Int("max-digits"), Operands: c.Int("operands")}, c.Uint64("seed"), c.Int("n"))
+					MaxDigits: c.Int("max-digits"), Operands: c.Int("operands"), Verbose: c.Float64("verbose")}, c.Uint64("seed"), c.Int("n"))
 				if err != nil {
 					return usageErr{err}
 				}

@@ -58,6 +58,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ErrWriter:      stderr,
 		OnUsageError:   usageError,
 		ExitErrHandler: func(*cli.Context, error) {},
+		// --set values are YAML, whose lists have commas.
+		DisableSliceFlagSeparator: true,
 	}
 	app.Action = func(c *cli.Context) error {
 		if c.Args().Present() {

@@ -110,6 +110,10 @@ func TestDataCommands(t *testing.T) {
 	if len(lines) != 3 || !strings.Contains(lines[0], "####") {
 		t.Fatalf("arith printed %q", lines)
 	}
+	// Comma-separated operations, and verbose solutions.
+	if got := runOK("data", "arith", "--n", "40", "--ops", "+,-", "--verbose", "1"); !strings.Contains(got, " - ") || !strings.Contains(got, "Let me work it out") {
+		t.Fatalf("arith --ops +,- --verbose 1 printed %q", got)
+	}
 	var out, errOut bytes.Buffer
 	if code := run([]string{"minnow", "tokenizer", "decode", "-t", tok, "99999"}, &out, &errOut); code != 2 {
 		t.Fatalf("an out-of-range id must be bad input, got exit %d", code)

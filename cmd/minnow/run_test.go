@@ -112,6 +112,10 @@ func TestValidateCommand(t *testing.T) {
 		{"latest-missing", []string{"arith-sft", "--set", "model.checkpoint=" + filepath.Join(dir, "runs/arith-pretrain-latest")}, 2, "what to do: run `minnow run arith-pretrain` first"},
 		{"set-unknown", []string{good, "--set", "train.schedule.peak=1"}, 2, `--set train.schedule.peak: unknown key "peak"; did you mean "peak_lr"\?`},
 		{"set-malformed", []string{good, "--set", "train.steps"}, 2, "want key.path=value"},
+		// A YAML list's commas stay inside the one --set value.
+		{"set-list", []string{good, "--set", "data.arith.levels=[short,medium,long]", "--set", "data.arith.ops=[+,-]"}, 0, ""},
+		{"set-list-bad", []string{good, "--set", "data.arith.levels=[short,short]"}, 2, `data.arith.levels: level "short" appears twice`},
+		{"level-fraction", []string{good, "--set", "data.arith.level_fraction=2"}, 2, `data.arith.level_fraction: 2 is out of range \(allowed: 0 to 1\)`},
 		{"no-recipe", []string{filepath.Join(dir, "none.yaml")}, 2, `none.yaml: no such recipe file or built-in recipe\n  what to do: .*recipes ls`},
 		{"no-args", []string{}, 2, "validate takes one RECIPE"},
 		{"directory", []string{dir}, 2, `is a directory, not a recipe\n  what to do: to continue a run, use ` + "`minnow run --resume"},
