@@ -119,6 +119,18 @@ tfreeze: {prefix: output_norm}
 			t.Fatalf("without the section: checkpoint holds %d tensors, extra %v", len(c.Tensors), sum.Extra)
 		}
 	}
+	// An override to null removes the section.
+	off, err := ParseOverride("tfreeze=null")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Parse([]byte(src), off)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.Extensions["tfreeze"]; ok {
+		t.Error("--set tfreeze=null left the section on")
+	}
 }
 
 // sectionExt is an extension with a given section, for collisions.

@@ -281,7 +281,7 @@ func Parse(b []byte, sets ...Override) (*Recipe, error) {
 
 // decodeSection decodes the method's section of the mapping top into
 // r.MethodConfig, over the method's defaults, and the extensions'
-// sections into r.Extensions. A section of another registered method is
+// sections into r.Extensions (leaving out empty ones). A section of another registered method is
 // an error, since it would silently do nothing.
 func (r *Recipe) decodeSection(top *yaml.Node, paths map[int][]keyAt) error {
 	own, _ := Lookup(r.Method)
@@ -291,6 +291,11 @@ func (r *Recipe) decodeSection(top *yaml.Node, paths map[int][]keyAt) error {
 	for i := 0; i+1 < len(top.Content); i += 2 {
 		k := top.Content[i]
 		if x, ok := extension(k.Value); ok {
+			// An empty section (export: null, or --set export=null) turns
+			// the extension off, so that an override can remove one.
+			if top.Content[i+1].Tag == "!!null" {
+				continue
+			}
 			cfg := x.NewConfig()
 			if err := top.Content[i+1].Decode(cfg); err != nil {
 				return annotate(err, paths)
