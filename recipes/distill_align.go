@@ -39,6 +39,9 @@ func (e *Env) alignTeacher(ctx context.Context, s *DistillSection, tok tokenizer
 	if err != nil {
 		return nil, err
 	}
+	if len(pairs) == 0 {
+		return nil, fmt.Errorf("distill.teacher.align: no preference pair of %d prompts fits the teacher's context of %d tokens", len(ps), ref.Config().MaxPositionEmbeddings)
+	}
 	chosen, rejected, err := rl.PrecomputeRefLogps(rl.ModelReference{Model: ref}, pairs, 16)
 	if err != nil {
 		return nil, fmt.Errorf("distill: teacher alignment: %w", err)
@@ -75,7 +78,8 @@ func (e *Env) alignTeacher(ctx context.Context, s *DistillSection, tok tokenizer
 // alignPairs samples a.Generations answers per problem from the teacher
 // and pairs, in each group with a right and a wrong answer, the shortest
 // right over the longest wrong (rl.PairsFromGroups); a group that agrees
-// pairs the dataset answer over distill.RejectedArith's.
+// pairs the dataset answer over distill.RejectedArith's. A pair that
+// does not fit the teacher's context is left out.
 func alignPairs(a DistillAlign, tok tokenizer.Tokenizer, teacher model.Model, ps []data.Problem, maxNew int, seed uint64) ([]rl.Pair, error) {
 	prompts := arithPromptIDs(tok, ps)
 	pids := make([]uint64, len(ps))
@@ -112,7 +116,11 @@ func alignPairs(a DistillAlign, tok tokenizer.Tokenizer, teacher model.Model, ps
 				}
 				got = []rl.Pair{p}
 			}
-			pairs = append(pairs, got...)
+			for _, p := range got {
+				if ctx := teacher.Config().MaxPositionEmbeddings; ctx <= 0 || len(p.Prompt)+max(len(p.Chosen), len(p.Rejected)) <= ctx {
+					pairs = append(pairs, p)
+				}
+			}
 		}
 	}
 	return pairs, nil

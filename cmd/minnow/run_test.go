@@ -155,6 +155,10 @@ func tinySets(t *testing.T, b []byte) []string {
 	}
 	if r.Data.Arith != nil {
 		sets = append(sets, "data.arith.n=200")
+		// Verbose worked solutions outgrow the tiny context.
+		if r.Data.Arith.Verbose > 0 {
+			sets = append(sets, "data.arith.verbose=0")
+		}
 	}
 	if r.Sample != nil {
 		sets = append(sets, "sample.max_new_tokens=8")
