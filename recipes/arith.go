@@ -116,8 +116,10 @@ func (e *Env) arithPrompts(ps []data.Problem) ([]string, error) {
 	out := make([]string, len(ps))
 	for i, p := range ps {
 		out[i] = ArithPrompt(p.Question)
-		u := float64(rl.SampleKey(seed, 0x1e7e1, uint64(i))>>11) / (1 << 53)
-		if ok && u < frac {
+		if !ok {
+			continue
+		}
+		if u := float64(rl.SampleKey(seed, 0x1e7e1, uint64(i))>>11) / (1 << 53); u < frac {
 			out[i] = c.Condition(out[i], c.SampleLevel(rl.SampleKey(seed, 0x1e7e2, uint64(i))))
 		}
 	}

@@ -87,6 +87,7 @@ func alignPairs(a DistillAlign, tok tokenizer.Tokenizer, teacher model.Model, ps
 		pids[i] = uint64(i)
 	}
 	G := a.Generations
+	ctx := teacher.Config().MaxPositionEmbeddings
 	var pairs []rl.Pair
 	const chunk = 16
 	for lo := 0; lo < len(ps); lo += chunk {
@@ -117,7 +118,7 @@ func alignPairs(a DistillAlign, tok tokenizer.Tokenizer, teacher model.Model, ps
 				got = []rl.Pair{p}
 			}
 			for _, p := range got {
-				if ctx := teacher.Config().MaxPositionEmbeddings; ctx <= 0 || len(p.Prompt)+max(len(p.Chosen), len(p.Rejected)) <= ctx {
+				if ctx <= 0 || len(p.Prompt)+max(len(p.Chosen), len(p.Rejected)) <= ctx {
 					pairs = append(pairs, p)
 				}
 			}

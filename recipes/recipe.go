@@ -281,8 +281,9 @@ func Parse(b []byte, sets ...Override) (*Recipe, error) {
 
 // decodeSection decodes the method's section of the mapping top into
 // r.MethodConfig, over the method's defaults, and the extensions'
-// sections into r.Extensions (leaving out empty ones). A section of another registered method is
-// an error, since it would silently do nothing.
+// sections into r.Extensions (leaving out empty ones). A section of
+// another registered method is an error, since it would silently do
+// nothing.
 func (r *Recipe) decodeSection(top *yaml.Node, paths map[int][]keyAt) error {
 	own, _ := Lookup(r.Method)
 	if own != nil && own.Section() != "" {
