@@ -21,7 +21,7 @@ func TestCommands(t *testing.T) {
 			regexp.MustCompile(`^RESULT sgemm_gflops=[0-9.]+ step_ms=[0-9.]+ tokens_per_s=[0-9]+ model_gflops=[0-9.]+ mfu_vs_sgemm=[0-9.]+ allocs_per_step=[0-9]+\n$`), nil},
 		{"bench-train", []string{"bench", "train", "--layers", "1", "--vocab", "64", "--seq", "8", "--steps", "1", "--warmup", "0"}, 0,
 			regexp.MustCompile(`^RESULT tokens_per_s=[0-9]+ step_ms=[0-9.]+ peak_rss_mb=[0-9]+\n$`), nil},
-		{"bench-generate", []string{"bench", "generate", "--layers", "1", "--vocab", "64", "--prompt", "4", "--new", "3", "--reps", "1", "--batch", "1", "--batch", "2"}, 0,
+		{"bench-generate", []string{"bench", "generate", "--layers", "1", "--vocab", "64", "--prompt", "4", "--new", "32", "--reps", "3", "--batch", "1", "--batch", "2"}, 0,
 			regexp.MustCompile(`^RESULT batch=1 decode_tokens_per_s=[0-9.]+ prefill_tokens_per_s=[0-9.]+\nRESULT batch=2 decode_tokens_per_s=[0-9.]+ prefill_tokens_per_s=[0-9.]+\n$`), nil},
 		{"bench-train-bad-layers", []string{"bench", "train", "--layers", "0"}, 2, nil, regexp.MustCompile(`--layers`)},
 		{"bench-generate-bad-new", []string{"bench", "generate", "--new", "1"}, 2, nil, regexp.MustCompile(`--new`)},
