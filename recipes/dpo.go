@@ -28,6 +28,9 @@ type DPOPairSpec struct {
 	// Sampling says how completions are sampled; a zero seed means the
 	// recipe's.
 	Sampling rl.SamplingConfig `yaml:"sampling"`
+	// Concise keeps only the pairs whose chosen completion is shorter
+	// than the rejected one (rl.ConcisePairs), for training and held out.
+	Concise bool `yaml:"concise"`
 }
 
 // DPOSection is the dpo: section: DPO (METHODS §4) on pairs the starting
@@ -133,6 +136,9 @@ func (r *rlRun) pairs(ctx context.Context, c DPOSection, rewards rl.Rewards, ps 
 		got, err := rl.PairsFromGroups(roll, sc.Total, G)
 		if err != nil {
 			return nil, err
+		}
+		if c.Pairs.Concise {
+			got = rl.ConcisePairs(got)
 		}
 		out = append(out, got...)
 	}

@@ -266,6 +266,16 @@ func (e *Env) Train(ctx context.Context, j TrainJob) (Summary, error) {
 		return *sum, err
 	}
 	sum.StartStep = start
+	if start > 0 {
+		// The last evaluation may predate this call (all of it, when the
+		// run had finished), and the summary should still show it.
+		rows, _ := ReadMetrics(e.Dir)
+		for _, row := range rows {
+			if v, ok := row["eval_loss"]; ok && row["step"] <= float64(start) {
+				sum.EvalLoss = v
+			}
+		}
+	}
 	sched, err := t.Schedule.Build(t.Steps)
 	if err != nil {
 		return *sum, fmt.Errorf("train.schedule: %w", err)

@@ -95,13 +95,15 @@ func TestRunResumes(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	// No evaluation this time: the summary keeps the first run's.
+	first := sum.EvalLoss
 	r.Train.Steps, r.Train.EvalEvery = 35, 0
 	sum, err = Run(context.Background(), be, r, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.StartStep != 30 || sum.Steps != 35 {
-		t.Fatalf("second run %+v, want it to resume at 30 and end at 35", sum)
+	if sum.StartStep != 30 || sum.Steps != 35 || sum.EvalLoss != first {
+		t.Fatalf("second run %+v, want it to resume at 30, end at 35 and keep eval loss %v", sum, first)
 	}
 }
 

@@ -236,6 +236,20 @@ func PairsFromGroups(r Rollout, rewards []float64, G int) ([]Pair, error) {
 	return out, nil
 }
 
+// ConcisePairs returns the pairs whose chosen completion has fewer tokens
+// than the rejected one, in order: a preference for right and concise over
+// wrong, where PairsFromGroups alone also prefers a long right answer over
+// a short wrong one.
+func ConcisePairs(pairs []Pair) []Pair {
+	var out []Pair
+	for _, p := range pairs {
+		if len(p.Chosen) < len(p.Rejected) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // RefLogps are the reference's sequence log-probs of a data set of pairs,
 // precomputed once before DPO training (METHODS §4).
 type RefLogps struct {

@@ -248,3 +248,19 @@ func TestPairsFromGroups(t *testing.T) {
 		t.Error("short rewards: no error")
 	}
 }
+
+func TestConcisePairs(t *testing.T) {
+	pairs := []Pair{
+		{Chosen: []int32{1}, Rejected: []int32{2, 2}},       // shorter: kept
+		{Chosen: []int32{1, 1}, Rejected: []int32{2, 2}},    // as long: dropped
+		{Chosen: []int32{1, 1, 1}, Rejected: []int32{2}},    // longer: dropped
+		{Chosen: []int32{3, 3}, Rejected: []int32{4, 4, 4}}, // shorter: kept
+	}
+	got := ConcisePairs(pairs)
+	if len(got) != 2 || got[0].Chosen[0] != 1 || got[1].Chosen[0] != 3 {
+		t.Errorf("ConcisePairs = %v, want the first and the last pair", got)
+	}
+	if ConcisePairs(nil) != nil {
+		t.Error("ConcisePairs(nil) is not nil")
+	}
+}
