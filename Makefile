@@ -37,7 +37,7 @@ DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 endif
 MINNOW_BIN := runs/bin/minnow
 
-DEMO_QUESTION := What is 12 + 35?
+DEMO_QUESTION := What is 352 + 479?
 
 demo: deps deps-node ## The arithmetic task end to end: pretrain a tiny model, SFT, GRPO, export to GGUF, and ask llama.cpp a question with it.
 	$(GO) build -o $(MINNOW_BIN) ./cmd/minnow

@@ -41,6 +41,12 @@ type ArithConfig struct {
 	// drawn from a stream of their own, so the problems are the same as
 	// without it; 0 (the default) adds nothing.
 	Verbose float64
+	// VerboseWhole pads a whole solution or none of it: a solution is
+	// padded with probability Verbose, and then gets every redundant
+	// line. A model trained on it settles its length once, at the first
+	// line, as one that keeps a style through a solution does, and a
+	// length level in the prompt can steer that one choice.
+	VerboseWhole bool
 }
 
 // withDefaults fills the zero fields of c and checks the result.
@@ -170,7 +176,12 @@ func (g *Arith) Next() Problem {
 // pad adds the redundant lines of ArithConfig.Verbose to the column
 // steps of an addition or subtraction whose result is answer.
 func (g *Arith) pad(steps []string, answer string) []string {
-	on := func() bool { return float64(g.vr.intn(1<<20))/(1<<20) < g.cfg.Verbose }
+	draw := func() bool { return float64(g.vr.intn(1<<20))/(1<<20) < g.cfg.Verbose }
+	on := draw
+	if g.cfg.VerboseWhole {
+		whole := draw()
+		on = func() bool { return whole }
+	}
 	var out []string
 	if on() {
 		out = append(out, "Let me work it out column by column, from the units.")

@@ -3,6 +3,7 @@ package data
 import (
 	"bytes"
 	"flag"
+	"math"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -267,5 +268,77 @@ func TestArithJSONL(t *testing.T) {
 		if ex != probs[i] {
 			t.Errorf("record %d read back as %#v, want %#v", i, ex, probs[i])
 		}
+	}
+}
+
+// TestArithVerbose checks the padding: the problems and their column
+// steps stay those of the plain generator, lines are padded at about the
+// asked rate, and with VerboseWhole a solution has all of its redundant
+// lines or none.
+func TestArithVerbose(t *testing.T) {
+	base := ArithConfig{Ops: []ArithOp{Add, Sub}}
+	plain, err := GenerateArith(base, 3, 2000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	redundant := func(line string) bool {
+		return strings.HasPrefix(line, "Let me ") || strings.HasPrefix(line, "So ")
+	}
+	tests := []struct {
+		name    string
+		verbose float64
+		whole   bool
+	}{
+		{"none", 0, false},
+		{"lines", 0.5, false},
+		{"whole-solutions", 0.3, true},
+		{"all", 1, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := base
+			cfg.Verbose, cfg.VerboseWhole = tc.verbose, tc.whole
+			ps, err := GenerateArith(cfg, 3, len(plain))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var padded, slots, mixed, full int
+			for i, p := range ps {
+				var kept []string
+				n := 0
+				for _, line := range strings.Split(p.Solution, "\n") {
+					if redundant(line) {
+						n++
+					} else {
+						kept = append(kept, line)
+					}
+				}
+				if p.Question != plain[i].Question || p.Answer != plain[i].Answer || strings.Join(kept, "\n") != plain[i].Solution {
+					t.Fatalf("problem %d without its padding:\n%s\nwant\n%s", i, strings.Join(kept, "\n"), plain[i].Solution)
+				}
+				// An opening line, one after each column but the last, a
+				// closing line.
+				m := strings.Count(plain[i].Solution, "\n") + 2
+				padded, slots = padded+n, slots+m
+				switch {
+				case n == m:
+					full++
+				case n > 0:
+					mixed++
+				}
+			}
+			if rate := float64(padded) / float64(slots); math.Abs(rate-tc.verbose) > 0.04 {
+				t.Errorf("padded %.3f of the lines, want %.2f", rate, tc.verbose)
+			}
+			if tc.whole && mixed > 0 {
+				t.Errorf("%d solutions are partly padded, want all or nothing", mixed)
+			}
+			if !tc.whole && tc.verbose == 0.5 && mixed == 0 {
+				t.Error("no solution is partly padded")
+			}
+			if rate := float64(full) / float64(len(ps)); tc.whole && math.Abs(rate-tc.verbose) > 0.04 {
+				t.Errorf("%.3f of the solutions are padded, want %.2f", rate, tc.verbose)
+			}
+		})
 	}
 }

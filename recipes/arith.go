@@ -29,6 +29,9 @@ type ArithSpec struct {
 	// with this probability (data.ArithConfig.Verbose): reasoning that
 	// length-regularised RL can shorten without losing accuracy.
 	Verbose float64 `yaml:"verbose,omitempty"`
+	// VerboseWhole pads a whole solution (with probability Verbose) or
+	// none of it (data.ArithConfig.VerboseWhole).
+	VerboseWhole bool `yaml:"verbose_whole,omitempty"`
 	// Levels names TLDR's length levels. When set, a LevelFraction of
 	// the training prompts (pretraining text and SFT examples) names one,
 	// drawn uniformly, through LevelTemplate, so that a later TLDR run
@@ -51,7 +54,7 @@ func (a *ArithSpec) config() data.ArithConfig {
 	for i, o := range a.Ops {
 		ops[i] = data.ArithOp(o)
 	}
-	return data.ArithConfig{Ops: ops, MinDigits: a.MinDigits, MaxDigits: a.MaxDigits, Operands: a.Operands, Verbose: a.Verbose}
+	return data.ArithConfig{Ops: ops, MinDigits: a.MinDigits, MaxDigits: a.MaxDigits, Operands: a.Operands, Verbose: a.Verbose, VerboseWhole: a.VerboseWhole}
 }
 
 // levels returns the TLDR config that writes a.Levels into prompts, and

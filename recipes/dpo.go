@@ -40,7 +40,7 @@ type DPOPairSpec struct {
 //
 //	dpo:
 //	  loss: {beta: 0.1, label_smoothing: 0}
-//	  pairs: {generations: 8, max_completion_length: 96, sampling: {temperature: 0.8}}
+//	  pairs: {generations: 8, max_completion_length: 96, sampling: {temperature: 0.8}, concise: true}
 //	  rewards: [{kind: answer_match}]
 //	  eval: {prompts: 200}
 type DPOSection struct {

@@ -120,6 +120,7 @@ func dataCmd() *cli.Command {
 				&cli.IntFlag{Name: "max-digits", Value: 3, Usage: "difficulty: the most digits an operand has"},
 				&cli.IntFlag{Name: "operands", Value: 2, Usage: "terms of an addition"},
 				&cli.Float64Flag{Name: "verbose", Usage: "pad worked solutions with redundant lines, each with this probability (0 to 1)"},
+				&cli.BoolFlag{Name: "verbose-whole", Usage: "with --verbose, pad a whole solution with that probability, or none of it"},
 				&cli.StringFlag{Name: "out", Usage: "JSONL file to write (default: standard output)"},
 			},
 			Action: func(c *cli.Context) error {
@@ -132,7 +133,7 @@ func dataCmd() *cli.Command {
 					}
 				}
 				probs, err := data.GenerateArith(data.ArithConfig{Ops: ops, MinDigits: c.Int("min-digits"),
-					MaxDigits: c.Int("max-digits"), Operands: c.Int("operands"), Verbose: c.Float64("verbose")}, c.Uint64("seed"), c.Int("n"))
+					MaxDigits: c.Int("max-digits"), Operands: c.Int("operands"), Verbose: c.Float64("verbose"), VerboseWhole: c.Bool("verbose-whole")}, c.Uint64("seed"), c.Int("n"))
 				if err != nil {
 					return usageErr{err}
 				}

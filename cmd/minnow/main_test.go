@@ -114,6 +114,10 @@ func TestDataCommands(t *testing.T) {
 	if got := runOK("data", "arith", "--n", "40", "--ops", "+,-", "--verbose", "1"); !strings.Contains(got, " - ") || !strings.Contains(got, "Let me work it out") {
 		t.Fatalf("arith --ops +,- --verbose 1 printed %q", got)
 	}
+	// Whole solutions padded or not: half of them open with the line.
+	if got := runOK("data", "arith", "--n", "200", "--verbose", "0.5", "--verbose-whole"); !strings.Contains(got, "So far") || strings.Count(got, "Let me work it out") < 60 || strings.Count(got, "Let me work it out") > 140 {
+		t.Fatalf("arith --verbose 0.5 --verbose-whole: %d of 200 solutions padded", strings.Count(got, "Let me work it out"))
+	}
 	var out, errOut bytes.Buffer
 	if code := run([]string{"minnow", "tokenizer", "decode", "-t", tok, "99999"}, &out, &errOut); code != 2 {
 		t.Fatalf("an out-of-range id must be bad input, got exit %d", code)
