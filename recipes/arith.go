@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/minnowml/minnow/data"
@@ -43,6 +44,11 @@ type ArithSpec struct {
 	// LevelFraction is the fraction of prompts that name a level (0
 	// means all); the rest stay plain, as GRPO and DPO ask them.
 	LevelFraction float64 `yaml:"level_fraction,omitempty"`
+	// LevelVerbose, with VerboseWhole, gives each level (in Levels'
+	// order) its own chance that a solution whose prompt names it is
+	// padded, so that the tags hint at length; nil means Verbose for
+	// every prompt.
+	LevelVerbose []float64 `yaml:"level_verbose,omitempty"`
 }
 
 // maxArithN bounds data.arith.n so that a typo cannot fill the disk.
@@ -88,6 +94,17 @@ func (a *ArithSpec) validate() error {
 	if _, _, err := a.levels(); err != nil {
 		return fmt.Errorf("data.arith.levels: %s", strings.TrimPrefix(err.Error(), "rl: tldr: "))
 	}
+	if len(a.LevelVerbose) > 0 {
+		if len(a.LevelVerbose) != len(a.Levels) || !a.VerboseWhole {
+			return rangeErr("data.arith.level_verbose", fmt.Sprint(a.LevelVerbose),
+				fmt.Sprintf("one probability per level (%d) and verbose_whole: true", len(a.Levels)))
+		}
+		for i, v := range a.LevelVerbose {
+			if !(v >= 0 && v <= 1) {
+				return rangeErr(fmt.Sprintf("data.arith.level_verbose[%d]", i), v, "0 to 1")
+			}
+		}
+	}
 	if _, err := data.NewArith(a.config(), 1); err != nil {
 		msg := strings.TrimPrefix(err.Error(), "data: ")
 		return fmt.Errorf("data.arith: %s (allowed: 1 <= min_digits <= max_digits <= %d, 2 to 100 operands)", msg, data.MaxArithDigits)
@@ -100,33 +117,60 @@ func (a *ArithSpec) validate() error {
 // learns carries over.
 func ArithPrompt(question string) string { return question + "\n" }
 
-// arithPrompts returns the training prompt of each problem: ArithPrompt,
-// with a level written into data.arith.level_fraction of them when
-// data.arith.levels is set. The levels are drawn from the seed of
-// the problems, so a rerun writes the same prompts. It returns an error
-// when the levels are invalid.
-func (e *Env) arithPrompts(ps []data.Problem) ([]string, error) {
+// arithExamples returns data.arith's problems and the training prompt
+// of each: ArithPrompt, with a level written into
+// data.arith.level_fraction of them when data.arith.levels is set, and
+// those problems padded at their level's data.arith.level_verbose rate
+// when it is set. The levels are drawn from the seed of the problems, so a
+// rerun writes the same prompts. It returns nil without data.arith, and
+// an error when the spec is invalid.
+func (e *Env) arithExamples() ([]string, []data.Problem, error) {
+	ps, err := e.ArithProblems()
+	if err != nil || ps == nil {
+		return nil, nil, err
+	}
 	a := e.Recipe.Data.Arith
 	c, ok, err := a.levels()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	frac := a.LevelFraction
 	if frac == 0 {
 		frac = 1
 	}
 	seed := e.arithSeed()
+	// Padding has a random stream of its own, so the problems with all
+	// their lines and with none are the same problems.
+	var padded, plain []data.Problem
+	if len(a.LevelVerbose) > 0 {
+		cfg := a.config()
+		cfg.Verbose = 1
+		if padded, err = data.GenerateArith(cfg, seed, a.N); err != nil {
+			return nil, nil, err
+		}
+		cfg.Verbose = 0
+		if plain, err = data.GenerateArith(cfg, seed, a.N); err != nil {
+			return nil, nil, err
+		}
+	}
+	unit := func(key uint64) float64 { return float64(key>>11) / (1 << 53) }
 	out := make([]string, len(ps))
 	for i, p := range ps {
 		out[i] = ArithPrompt(p.Question)
-		if !ok {
+		if !ok || unit(rl.SampleKey(seed, 0x1e7e1, uint64(i))) >= frac {
 			continue
 		}
-		if u := float64(rl.SampleKey(seed, 0x1e7e1, uint64(i))>>11) / (1 << 53); u < frac {
-			out[i] = c.Condition(out[i], c.SampleLevel(rl.SampleKey(seed, 0x1e7e2, uint64(i))))
+		lv := c.SampleLevel(rl.SampleKey(seed, 0x1e7e2, uint64(i)))
+		out[i] = c.Condition(out[i], lv)
+		if padded == nil {
+			continue
+		}
+		ps[i] = plain[i]
+		if unit(rl.SampleKey(seed, 0x1e7e3, uint64(i))) < a.LevelVerbose[slices.Index(a.Levels, lv.Name)] {
+			ps[i] = padded[i]
 		}
 	}
-	return out, nil
+	return out, ps, nil
 }
 
 // arithSeed is the seed of data.arith's problems.
@@ -155,13 +199,9 @@ func (e *Env) ArithProblems() ([]data.Problem, error) {
 // data.arith problems written to the run directory as arith.txt. It
 // returns an error when they cannot be generated or written.
 func (e *Env) TextFiles() ([]string, error) {
-	ps, err := e.ArithProblems()
+	prompts, ps, err := e.arithExamples()
 	if err != nil || ps == nil {
 		return e.Recipe.Data.Text, err
-	}
-	prompts, err := e.arithPrompts(ps)
-	if err != nil {
-		return nil, err
 	}
 	var b strings.Builder
 	for i, p := range ps {
@@ -178,13 +218,9 @@ func (e *Env) TextFiles() ([]string, error) {
 // prompt/completion records. It returns an error when they cannot be
 // generated or written.
 func (e *Env) JSONLFiles() ([]string, error) {
-	ps, err := e.ArithProblems()
+	prompts, ps, err := e.arithExamples()
 	if err != nil || ps == nil {
 		return e.Recipe.Data.JSONL, err
-	}
-	prompts, err := e.arithPrompts(ps)
-	if err != nil {
-		return nil, err
 	}
 	exs := make([]data.PromptCompletion, len(ps))
 	for i, p := range ps {

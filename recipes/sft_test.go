@@ -364,37 +364,62 @@ func TestSFTRecipeValidation(t *testing.T) {
 
 // TestArithLevels: data.arith.levels writes a level into
 // data.arith.level_fraction of the training prompts, the same ones on
-// every call, and verbose solutions pass through to the examples.
+// every call; verbose solutions pass through to the examples, and
+// level_verbose pads each level's at its own rate.
 func TestArithLevels(t *testing.T) {
-	spec := &ArithSpec{N: 400, Ops: []string{"+", "-"}, Verbose: 1, Levels: []string{"short", "medium", "long"}, LevelFraction: 0.5}
-	e := &Env{Recipe: &Recipe{Seed: 3, Data: DataSpec{Arith: spec}}, Dir: t.TempDir()}
-	ps, err := e.ArithProblems()
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name    string
+		verbose float64
+		levels  []float64
+		// padded is the fraction of each level's solutions that must be
+		// padded (none, short, medium, long); -1 means any.
+		padded [4]float64
+	}{
+		{"verbose", 1, nil, [4]float64{1, 1, 1, 1}},
+		{"level-verbose", 0.5, []float64{0, 1, 1}, [4]float64{-1, 0, 1, 1}},
 	}
-	prompts, err := e.arithPrompts(ps)
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := &ArithSpec{N: 400, Ops: []string{"+", "-"}, Verbose: tc.verbose, VerboseWhole: true,
+				Levels: []string{"short", "medium", "long"}, LevelFraction: 0.5, LevelVerbose: tc.levels}
+			if err := spec.validate(); err != nil {
+				t.Fatal(err)
+			}
+			e := &Env{Recipe: &Recipe{Seed: 3, Data: DataSpec{Arith: spec}}, Dir: t.TempDir()}
+			prompts, ps, err := e.arithExamples()
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, _, _ := e.arithExamples()
+			counts, padded := map[string]int{}, map[string]int{}
+			for i, p := range prompts {
+				if p != again[i] {
+					t.Fatalf("prompt %d: %q, then %q", i, p, again[i])
+				}
+				level := "none"
+				if rest, ok := strings.CutPrefix(p, "Think "); ok {
+					level, _, _ = strings.Cut(rest, ".\n")
+				}
+				if want := ArithPrompt(ps[i].Question); !strings.HasSuffix(p, want) {
+					t.Fatalf("prompt %d: %q does not end with %q", i, p, want)
+				}
+				counts[level]++
+				if strings.Contains(ps[i].Solution, "Let me work it out") {
+					padded[level]++
+				}
+			}
+			if counts["none"] < 160 || counts["none"] > 240 || counts["short"] < 40 || counts["medium"] < 40 || counts["long"] < 40 || len(counts) != 4 {
+				t.Errorf("levels %v: want about 200 plain and 67 of each level", counts)
+			}
+			for i, level := range []string{"none", "short", "medium", "long"} {
+				if want := tc.padded[i]; want >= 0 && float64(padded[level]) != want*float64(counts[level]) {
+					t.Errorf("%s: %d of %d solutions padded, want a fraction %v", level, padded[level], counts[level], want)
+				}
+			}
+		})
 	}
-	again, _ := e.arithPrompts(ps)
-	counts := map[string]int{}
-	for i, p := range prompts {
-		if p != again[i] {
-			t.Fatalf("prompt %d: %q, then %q", i, p, again[i])
-		}
-		level := "none"
-		if rest, ok := strings.CutPrefix(p, "Think "); ok {
-			level, _, _ = strings.Cut(rest, ".\n")
-		}
-		if want := ArithPrompt(ps[i].Question); !strings.HasSuffix(p, want) {
-			t.Fatalf("prompt %d: %q does not end with %q", i, p, want)
-		}
-		counts[level]++
-	}
-	if counts["none"] < 160 || counts["none"] > 240 || counts["short"] < 40 || counts["medium"] < 40 || counts["long"] < 40 || len(counts) != 4 {
-		t.Errorf("levels %v: want about 200 plain and 67 of each level", counts)
-	}
-	if !strings.Contains(ps[0].Solution, "Let me work it out") {
-		t.Errorf("verbose 1 solution %q has no opening line", ps[0].Solution)
+	bad := &ArithSpec{N: 10, Levels: []string{"short", "long"}, LevelVerbose: []float64{0.5}, VerboseWhole: true}
+	if err := bad.validate(); err == nil || !strings.Contains(err.Error(), "data.arith.level_verbose") {
+		t.Errorf("one rate for two levels: %v", err)
 	}
 }
