@@ -159,6 +159,9 @@ func tinySets(t *testing.T, b []byte) []string {
 		if r.Data.Arith.Verbose > 0 {
 			sets = append(sets, "data.arith.verbose=0")
 		}
+		if len(r.Data.Arith.LevelVerbose) > 0 {
+			sets = append(sets, "data.arith.level_verbose=null")
+		}
 	}
 	if r.Sample != nil {
 		sets = append(sets, "sample.max_new_tokens=8")
