@@ -3,7 +3,6 @@ package recipes
 import (
 	"context"
 	"errors"
-	"fmt"
 	"path/filepath"
 
 	"github.com/minnowml/minnow/data"
@@ -85,7 +84,7 @@ func (r *Recipe) streams(be tensor.Backend, shards *data.Shards) (batches, eval 
 		st, err := shards.Stream(data.StreamOptions{Batch: d.Batch, Seq: d.Seq, ValFraction: d.ValFraction,
 			Part: part, Shuffle: d.Shuffle && part == data.Train, Seed: r.Seed, OnePass: part == data.Validation})
 		if err != nil {
-			return nil, fmt.Errorf("data: %w", err)
+			return nil, err // "data: ...", which names the section already
 		}
 		return train.StreamBatches(st, be, d.Batch, d.Seq)
 	}

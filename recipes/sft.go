@@ -163,7 +163,7 @@ func (r *Recipe) sftBatches(be tensor.Backend, tok tokenizer.Tokenizer, files []
 	}
 	rows, err := data.PackSFT(seqs, d.Seq, pad)
 	if err != nil {
-		return nil, nil, fmt.Errorf("data: %w", err)
+		return nil, nil, err // "data: pack: ...", which names the section already
 	}
 	trainRows, valRows := rows, []data.PackedRow(nil)
 	if d.ValFraction > 0 {
