@@ -36,7 +36,8 @@ type ArithSpec struct {
 	// Levels names TLDR's length levels. When set, a LevelFraction of
 	// the training prompts (pretraining text and SFT examples) names one,
 	// drawn uniformly, through LevelTemplate, so that a later TLDR run
-	// finds its tags familiar; here they say nothing about length yet.
+	// finds its tags familiar; they say nothing about length unless
+	// LevelVerbose is set.
 	Levels []string `yaml:"levels,omitempty"`
 	// LevelTemplate writes a level into a prompt, as tldr.prompt_template
 	// does ("" means TLDR's default, "Think {level}.\n{prompt}").

@@ -316,3 +316,47 @@ train: {steps: 2, schedule: {kind: constant, peak_lr: 0.001}}
 		}
 	}
 }
+
+// TestMarshalKeepsDefaults: a resolved recipe (recipe.yaml, which --resume
+// reads) means what the recipe meant. A list left out asks for a default
+// and must stay out; written as [], a resumed GRPO run sampled with no stop
+// token at all and its accuracy fell to 0.
+func TestMarshalKeepsDefaults(t *testing.T) {
+	src, err := Builtin("arith-grpo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		sets     []Override
+		wantNone bool // stop_tokens: [] (no stop token) rather than the default
+	}{
+		{"default", nil, false},
+		{"none", []Override{{Path: "grpo.sampling.stop_tokens", Value: "[]"}}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Parse(src, tc.sets...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := r.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := Parse(b)
+			if err != nil {
+				t.Fatalf("%v in\n%s", err, b)
+			}
+			for i, rr := range []*Recipe{r, again} {
+				c := rr.MethodConfig.(*GRPOSection)
+				if got := c.Sampling.StopTokens != nil; got != tc.wantNone || (got && len(c.Sampling.StopTokens) != 0) {
+					t.Errorf("read %d: stop_tokens %#v, want none %v", i, c.Sampling.StopTokens, tc.wantNone)
+				}
+				if c.Rewards[0].AnswerMatch.Extract != nil {
+					t.Errorf("read %d: extract %#v, want nil (all three)", i, c.Rewards[0].AnswerMatch.Extract)
+				}
+			}
+		})
+	}
+}

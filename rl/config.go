@@ -79,3 +79,14 @@ func BuildRewards(cfgs []RewardConfig, tldr *TLDRConfig) (Rewards, error) {
 	}
 	return rs, nil
 }
+
+// Defaultable is a list whose nil value asks for a default and whose
+// empty value means none. With omitempty in its YAML tag, nil is left out
+// of a written recipe and an empty list stays [], so a run's resolved
+// recipe.yaml reads back the same: a plain slice is written as [] either
+// way, and a resumed run read its default as none (its completions then
+// never stopped).
+type Defaultable[T any] []T
+
+// IsZero reports whether l is nil, for YAML's omitempty.
+func (l Defaultable[T]) IsZero() bool { return l == nil }

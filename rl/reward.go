@@ -149,7 +149,7 @@ type AnswerMatchConfig struct {
 	// "gsm8k" (after the last "####"), "boxed" (the last \boxed{...}) and
 	// "last_number"; the first that finds one wins. nil means all three in
 	// that order.
-	Extract []string `yaml:"extract"`
+	Extract Defaultable[string] `yaml:"extract,omitempty"`
 	// Tolerance is the absolute difference under which two numeric answers
 	// are equal; 0 means exact equality of the parsed numbers.
 	Tolerance float64 `yaml:"tolerance"`
@@ -169,13 +169,17 @@ const (
 )
 
 // NewAnswerMatch returns an AnswerMatch reward. It returns an error for an
-// unknown extractor or a negative or non-finite tolerance.
+// unknown extractor, an empty (not nil) list of them, which could find no
+// answer, or a negative or non-finite tolerance.
 func NewAnswerMatch(cfg AnswerMatchConfig) (*AnswerMatch, error) {
 	if cfg.Column == "" {
 		cfg.Column = "answer"
 	}
-	if cfg.Extract == nil {
+	switch {
+	case cfg.Extract == nil:
 		cfg.Extract = []string{ExtractGSM8K, ExtractBoxed, ExtractLastNumber}
+	case len(cfg.Extract) == 0:
+		return nil, errors.New("rl: answer_match: extract is an empty list; leave it out for all three extractors")
 	}
 	for _, e := range cfg.Extract {
 		switch e {

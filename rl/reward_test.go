@@ -81,6 +81,9 @@ func TestAnswerMatch(t *testing.T) {
 	if _, err := NewAnswerMatch(AnswerMatchConfig{Extract: []string{"first_number"}}); err == nil {
 		t.Error("unknown extractor: no error")
 	}
+	if _, err := NewAnswerMatch(AnswerMatchConfig{Extract: []string{}}); err == nil {
+		t.Error("no extractor: no error")
+	}
 	tol, _ := NewAnswerMatch(AnswerMatchConfig{Tolerance: 0.01})
 	got, _ = tol.Score(context.Background(), batchOf([]string{"#### 3.333"}, map[string][]string{"answer": {"3.33"}}))
 	if got[0] != 1 {

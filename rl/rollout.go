@@ -34,8 +34,8 @@ type SamplingConfig struct {
 	// StopStrings end a completion when its text contains one.
 	StopStrings []string `yaml:"stop_strings"`
 	// StopTokens end a completion and stay its last token; nil means the
-	// tokenizer's EOS and EOT.
-	StopTokens []int32 `yaml:"stop_tokens"`
+	// tokenizer's EOS and EOT, and an empty list none.
+	StopTokens Defaultable[int32] `yaml:"stop_tokens,omitempty"`
 	// Seed is the run's sampling seed, mixed into every completion's key.
 	Seed uint64 `yaml:"seed"`
 }
