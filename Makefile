@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export MINNOW_DATA ?= $(abspath ../shared/data)
 GO ?= go
 
-.PHONY: deps deps-node test test-long bench demo demo-rl demo-distill lint build
+.PHONY: deps deps-node test test-long bench demo demo-sft demo-rl demo-distill lint build
 
 deps: ## Install OpenBLAS when missing (as root, through apt-get); without it, build with CGO_ENABLED=0.
 	@if ldconfig -p | grep -q 'libopenblas\.so ' && { [ -e /usr/include/x86_64-linux-gnu/cblas.h ] || [ -e /usr/include/cblas.h ]; }; then :; \
@@ -54,10 +54,14 @@ demo: deps deps-node ## The arithmetic task end to end: pretrain a tiny model, S
 	@echo "run folders: $(DEMO_DIR)/arith-pretrain $(DEMO_DIR)/arith-sft $(DEMO_DIR)/arith-grpo (answers in */samples.jsonl)"
 	@echo "plots: $(DEMO_DIR)/loss.png $(DEMO_DIR)/grpo.png"
 
-demo-rl: ## The RL demonstration (issue 7's table in the README): pretrain and SFT on verbose worked solutions, then GRPO, TLDR and DPO from the SFT model.
+# demo-sft builds minnow and the arithmetic SFT model that demo-rl and
+# demo-distill start from (a finished run is not trained again).
+demo-sft:
 	$(GO) build -o $(MINNOW_BIN) ./cmd/minnow
 	$(MINNOW_BIN) run arith-pretrain --out $(DEMO_DIR)/arith-pretrain --quiet
 	$(MINNOW_BIN) run arith-sft --set model.checkpoint=$(DEMO_DIR)/arith-pretrain --out $(DEMO_DIR)/arith-sft --quiet
+
+demo-rl: demo-sft ## The RL demonstration (issue 7's table in the README): pretrain and SFT on verbose worked solutions, then GRPO, TLDR and DPO from the SFT model.
 	for m in grpo tldr dpo; do $(MINNOW_BIN) run arith-$$m --set model.checkpoint=$(DEMO_DIR)/arith-sft --out $(DEMO_DIR)/arith-$$m --quiet || exit 1; done
 	$(MINNOW_BIN) runs ls $(DEMO_DIR)
 	@for m in grpo tldr dpo; do echo "== arith-$$m"; grep -E '^\| (held-out|thinking|preference)' $(DEMO_DIR)/arith-$$m/summary.md; done
@@ -68,10 +72,7 @@ DISTILL_T = --set distill.teacher.checkpoint=$(DEMO_DIR)/arith-sft-teacher
 DISTILL_S = --set model.checkpoint=$(DEMO_DIR)/arith-sft
 DISTILL_D = --set distill.teacher.dpo=$(DEMO_DIR)/distill-dckd/teacher-dpo.ckpt
 
-demo-distill: ## The distillation chain (issue 9's table in the README): student and teacher pretrained and SFT'd, the teacher aligned with DPO, then the student by KD, DCKD, ADPA and ADPA+.
-	$(GO) build -o $(MINNOW_BIN) ./cmd/minnow
-	$(MINNOW_BIN) run arith-pretrain --out $(DEMO_DIR)/arith-pretrain --quiet
-	$(MINNOW_BIN) run arith-sft --set model.checkpoint=$(DEMO_DIR)/arith-pretrain --out $(DEMO_DIR)/arith-sft --quiet
+demo-distill: demo-sft ## The distillation chain (issue 9's table in the README): student and teacher pretrained and SFT'd, the teacher aligned with DPO, then the student by KD, DCKD, ADPA and ADPA+.
 	$(MINNOW_BIN) run arith-pretrain-teacher --out $(DEMO_DIR)/arith-pretrain-teacher --quiet
 	$(MINNOW_BIN) run arith-sft-teacher --set model.checkpoint=$(DEMO_DIR)/arith-pretrain-teacher --out $(DEMO_DIR)/arith-sft-teacher --quiet
 	$(MINNOW_BIN) run distill-dckd $(DISTILL_T) $(DISTILL_S) --set distill.eval.teachers=true --out $(DEMO_DIR)/distill-dckd --quiet

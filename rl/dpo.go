@@ -113,7 +113,7 @@ func DPOLoss(cfg DPOConfig, in DPOInput) (*tensor.Tensor, DPOStats, error) {
 	}
 	if cfg.LossType != DPOSigmoid || cfg.RPOAlpha != 0 {
 		if len(in.ChosenLens) != n || len(in.RejectedLens) != n {
-			return nil, DPOStats{}, fmt.Errorf("rl: dpo loss: %s needs %d chosen and rejected lengths, have %d and %d", cfg.LossType, n, len(in.ChosenLens), len(in.RejectedLens))
+			return nil, DPOStats{}, fmt.Errorf("rl: dpo loss: %s (or rpo_alpha) needs %d chosen and rejected lengths, have %d and %d", cfg.LossType, n, len(in.ChosenLens), len(in.RejectedLens))
 		}
 		for i := range n {
 			if in.ChosenLens[i] <= 0 || in.RejectedLens[i] <= 0 {
