@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/minnowml/minnow/convert"
 	"github.com/minnowml/minnow/model"
 	"github.com/minnowml/minnow/nn"
 	"github.com/minnowml/minnow/tensor"
@@ -267,21 +268,13 @@ func mix(x uint64) uint64 {
 	return x ^ (x >> 31)
 }
 
-// ExportTensor is one adapted weight as llama.cpp's LoRA files hold it.
-type ExportTensor struct {
-	// Name is the base weight's GGUF name, such as "blk.0.attn_q.weight".
-	Name string
-	// A is [r, in] and B is [out, r].
-	A, B *tensor.Tensor
-}
-
-// Export returns the adapter as llama.cpp applies one: a single alpha and
-// per weight A and B, scaled by alpha/r with r each A's rank. Layers whose
-// own scale differs from that (rsLoRA, alpha overrides) get B multiplied
+// Export returns the adapter as llama.cpp applies one, ready for
+// convert.ExportLoRAGGUF: a single alpha and per weight A and B, scaled
+// by alpha/r with r each A's rank. Layers whose own scale differs from that (rsLoRA, alpha overrides) get B multiplied
 // by the ratio, in a fresh tensor; the others share the adapter's B. The
 // caller must not modify the tensors. It returns an error when an op
 // fails.
-func (a *Adapter) Export() (alpha float64, ts []ExportTensor, err error) {
+func (a *Adapter) Export() (alpha float64, ts []convert.LoRATensorPair, err error) {
 	alpha = a.cfg.Alpha
 	if alpha == 0 {
 		alpha = float64(a.cfg.R)
@@ -293,7 +286,7 @@ func (a *Adapter) Export() (alpha float64, ts []ExportTensor, err error) {
 				if f := l.Scale / (alpha / float64(l.R)); math.Abs(f-1) > 1e-12 {
 					b = l.B.Scale(f)
 				}
-				ts = append(ts, ExportTensor{Name: l.Name + ".weight", A: l.A, B: b})
+				ts = append(ts, convert.LoRATensorPair{Name: l.Name + ".weight", A: l.A, B: b})
 			}
 		})
 	})

@@ -132,15 +132,11 @@ func exportAdapter(path string, st *loraState, typ gguf.GGMLType, name string) e
 	if err != nil {
 		return err
 	}
-	pairs := make([]convert.LoRATensorPair, len(ts))
-	for i, t := range ts {
-		pairs[i] = convert.LoRATensorPair{Name: t.Name, A: t.A, B: t.B}
-	}
 	if typ != gguf.F16 && typ != gguf.BF16 {
 		typ = gguf.F32
 	}
 	return atomicfile.Write(path, 0o644, func(w io.Writer) error {
-		return convert.ExportLoRAGGUF(w, arch, float32(alpha), pairs, convert.LoRAOptions{Name: name + "-lora", Type: typ})
+		return convert.ExportLoRAGGUF(w, arch, float32(alpha), ts, convert.LoRAOptions{Name: name + "-lora", Type: typ})
 	})
 }
 
