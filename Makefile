@@ -64,7 +64,7 @@ demo-sft:
 demo-rl: demo-sft ## The RL demonstration (issue 7's table in the README): pretrain and SFT on verbose worked solutions, then GRPO, TLDR and DPO from the SFT model.
 	for m in grpo tldr dpo; do $(MINNOW_BIN) run arith-$$m --set model.checkpoint=$(DEMO_DIR)/arith-sft --out $(DEMO_DIR)/arith-$$m --quiet || exit 1; done
 	$(MINNOW_BIN) runs ls $(DEMO_DIR)
-	@for m in grpo tldr dpo; do echo "== arith-$$m"; grep -E '^\| (held-out|thinking|preference)' $(DEMO_DIR)/arith-$$m/summary.md; done
+	@for m in grpo tldr dpo; do echo "== arith-$$m"; grep -E '^\| (held-out|thinking|budget|preference)' $(DEMO_DIR)/arith-$$m/summary.md; done
 
 # demo-distill aligns the teacher once, in the DCKD run, and the other runs
 # reuse that DPO teacher.

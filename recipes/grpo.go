@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/minnowml/minnow/data/tokenizer"
@@ -54,8 +55,19 @@ type GRPOSection struct {
 	// of the end-of-thinking token at the end of the run at each of these
 	// temperatures (METHODS §2), one line of metrics each.
 	ThinkingTemperatures []float64 `yaml:"thinking_temperatures,omitempty"`
+	// ThinkingBudgets, for method tldr, evaluates s1's budget forcing, the
+	// baseline temperature scaling is compared with, at the end of the
+	// run: the end-of-thinking token is forced after each of these many
+	// tokens, one line of metrics each.
+	ThinkingBudgets []int `yaml:"thinking_budgets,omitempty"`
+	// BudgetClose is the text forced at a thinking budget; its tokens must
+	// include EndOfThinking's first (default: EndOfThinking). "\n####"
+	// puts the arithmetic answer marker on a line of its own, as the
+	// model writes it.
+	BudgetClose string `yaml:"budget_close,omitempty"`
 	// EndOfThinking is the text whose first token ends the thinking phase
-	// for temperature scaling ("####", where arithmetic answers begin).
+	// for temperature scaling and budget forcing ("####", where arithmetic
+	// answers begin).
 	EndOfThinking string `yaml:"end_of_thinking,omitempty"`
 }
 
@@ -117,6 +129,8 @@ func (g grpoMethod) Validate(r *Recipe) error {
 		return fmt.Errorf("%s.length: length levels belong to method tldr", s)
 	case !g.tldr && len(c.ThinkingTemperatures) > 0:
 		return fmt.Errorf("%s.thinking_temperatures: temperature scaling is evaluated by method tldr", s)
+	case !g.tldr && (len(c.ThinkingBudgets) > 0 || c.BudgetClose != ""):
+		return fmt.Errorf("%s.thinking_budgets: budget forcing is evaluated by method tldr", s)
 	case g.tldr && c.Length == nil:
 		return fmt.Errorf("%s.length: method tldr needs length levels", s)
 	}
@@ -125,8 +139,13 @@ func (g grpoMethod) Validate(r *Recipe) error {
 			return rangeErr(fmt.Sprintf("%s.thinking_temperatures[%d]", s, i), t, "a positive temperature")
 		}
 	}
-	if len(c.ThinkingTemperatures) > 0 && c.EndOfThinking == "" {
-		return fmt.Errorf("%s.end_of_thinking: temperature scaling needs the text that ends thinking", s)
+	for i, b := range c.ThinkingBudgets {
+		if b < 1 {
+			return rangeErr(fmt.Sprintf("%s.thinking_budgets[%d]", s, i), b, "1 token or more")
+		}
+	}
+	if len(c.ThinkingTemperatures)+len(c.ThinkingBudgets) > 0 && c.EndOfThinking == "" {
+		return fmt.Errorf("%s.end_of_thinking: temperature scaling and budget forcing need the text that ends thinking", s)
 	}
 	var tl *rl.TLDRConfig
 	if c.Length != nil {
@@ -333,17 +352,18 @@ func (g grpoMethod) Run(ctx context.Context, e *Env) (Summary, error) {
 	if err := evalAll(last, "end"); err != nil {
 		return *e.sum, err
 	}
-	if err := r.thinkingTemperatures(ctx, c, last, heldP, maxEval, sampling); err != nil {
+	if err := r.thinkingControls(ctx, c, last, heldP, maxEval, sampling); err != nil {
 		return *e.sum, err
 	}
 	return *e.sum, e.Sample(r.m, r.tok, last)
 }
 
-// thinkingTemperatures evaluates temperature scaling of the end-of-thinking
-// token on the held-out prompts (unconditioned), sampling at the rollout
-// temperature, and logs each temperature's accuracy and mean length.
-func (r *rlRun) thinkingTemperatures(ctx context.Context, c GRPOSection, step int, held []rl.Prompt, maxNew int, s rl.SamplingConfig) error {
-	if len(c.ThinkingTemperatures) == 0 || len(held) == 0 {
+// thinkingControls evaluates temperature scaling of the end-of-thinking
+// token and budget forcing on the held-out prompts (unconditioned),
+// sampling at the rollout temperature, and logs each setting's accuracy
+// and mean length.
+func (r *rlRun) thinkingControls(ctx context.Context, c GRPOSection, step int, held []rl.Prompt, maxNew int, s rl.SamplingConfig) error {
+	if len(c.ThinkingTemperatures)+len(c.ThinkingBudgets) == 0 || len(held) == 0 {
 		return nil
 	}
 	ids := r.tok.Encode(c.EndOfThinking, tokenizer.EncodeOptions{})
@@ -352,19 +372,46 @@ func (r *rlRun) thinkingTemperatures(ctx context.Context, c GRPOSection, step in
 	}
 	am, _ := rl.NewAnswerMatch(rl.AnswerMatchConfig{})
 	rewards := rl.Rewards{{Reward: am, Weight: 1}}
-	var parts []string
-	for _, t := range c.ThinkingTemperatures {
-		proc := rl.ThinkingTemperature{StartID: -1, EndID: ids[0], Temperature: t}
+	// measure evaluates under proc and logs the result under prefix, with
+	// key: value naming the setting; it returns the summary's part.
+	measure := func(proc rl.LogitProcessor, key string, value any, prefix, part string) (string, error) {
 		res, err := rl.Evaluate(ctx, r.m, r.tok, held, rewards, maxNew, s, proc)
+		if err != nil {
+			return "", err
+		}
+		if err := r.e.writeMetric(map[string]any{"step": step, key: value,
+			prefix + "_accuracy": res.Reward, prefix + "_completion_length_mean": res.Length}); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s: length %.1f, accuracy %.3f", part, res.Length, res.Reward), nil
+	}
+	closeIDs := ids[:1]
+	if c.BudgetClose != "" {
+		closeIDs = r.tok.Encode(c.BudgetClose, tokenizer.EncodeOptions{})
+		if !slices.Contains(closeIDs, ids[0]) {
+			return fmt.Errorf("%s.budget_close: %q encodes without the first token of end_of_thinking %q", r.e.Recipe.Method, c.BudgetClose, c.EndOfThinking)
+		}
+	}
+	var ts, bf []string
+	for _, t := range c.ThinkingTemperatures {
+		p, err := measure(rl.ThinkingTemperature{StartID: -1, EndID: ids[0], Temperature: t}, "thinking_temperature", t, "ts", fmt.Sprintf("T=%g", t))
 		if err != nil {
 			return err
 		}
-		if err := r.e.writeMetric(map[string]any{"step": step, "thinking_temperature": t,
-			"ts_accuracy": res.Reward, "ts_completion_length_mean": res.Length}); err != nil {
+		ts = append(ts, p)
+	}
+	for _, b := range c.ThinkingBudgets {
+		p, err := measure(&rl.BudgetForcing{StartID: -1, EndID: ids[0], MaxThinking: b, Close: closeIDs}, "thinking_budget", b, "bf", fmt.Sprintf("B=%d", b))
+		if err != nil {
 			return err
 		}
-		parts = append(parts, fmt.Sprintf("T=%g: length %.1f, accuracy %.3f", t, res.Length, res.Reward))
+		bf = append(bf, p)
 	}
-	r.e.extra("thinking temperature", strings.Join(parts, "; "))
+	if len(ts) > 0 {
+		r.e.extra("thinking temperature", strings.Join(ts, "; "))
+	}
+	if len(bf) > 0 {
+		r.e.extra("budget forcing", strings.Join(bf, "; "))
+	}
 	return nil
 }

@@ -67,6 +67,8 @@ tldr:
   rewards: [{kind: answer_match}, {kind: tldr_length}]
   eval: {prompts: 4}
   thinking_temperatures: [0.5, 2]
+  thinking_budgets: [4, 12]
+  budget_close: "\n####"
 train: {steps: 4, clip_norm: 1, checkpoint_every: 2, keep: 3, schedule: {kind: cosine, peak_lr: 0.01, warmup_steps: 1}}
 `},
 	{"dpo", `name: d
@@ -147,6 +149,9 @@ func TestRLMethodsResumeExactly(t *testing.T) {
 			if sum.Steps != 4 || sum.Extra["held-out accuracy, end"] == "" && c.method != "dpo" {
 				t.Fatalf("summary %+v", sum)
 			}
+			if c.method == "tldr" {
+				checkThinkingControls(t, whole, sum)
+			}
 			parted := filepath.Join(t.TempDir(), "parted")
 			if sum, err := run(parted, 2); err == nil || sum.Steps != 2 {
 				t.Fatalf("cancelled run: summary %+v, error %v; want it stopped at step 2 with the context's error", sum, err)
@@ -191,6 +196,43 @@ func TestRLMethodsResumeExactly(t *testing.T) {
 	}
 }
 
+// checkThinkingControls checks that the TLDR run in dir logged one line
+// per thinking temperature (0.5, 2) and budget (4, 12) of rlRecipes and
+// put each set in its summary. (rl's TestBudgetForcing and
+// TestThinkingTemperatureMovesLength check what the settings do.)
+func checkThinkingControls(t *testing.T, dir string, sum Summary) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, MetricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lens := map[string]float64{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := m["thinking_temperature"]; ok {
+			lens[fmt.Sprint("T", v)] = m["ts_completion_length_mean"].(float64)
+		}
+		if v, ok := m["thinking_budget"]; ok {
+			lens[fmt.Sprint("B", v)] = m["bf_completion_length_mean"].(float64)
+		}
+	}
+	for _, k := range []string{"T0.5", "T2", "B4", "B12"} {
+		if _, ok := lens[k]; !ok {
+			t.Errorf("metrics lack %s: %v", k, lens)
+		}
+	}
+	for label, want := range map[string][]string{"thinking temperature": {"T=0.5:", "T=2:"}, "budget forcing": {"B=4:", "B=12:"}} {
+		for _, w := range want {
+			if !strings.Contains(sum.Extra[label], w) {
+				t.Errorf("summary %q = %q, want %s in it", label, sum.Extra[label], w)
+			}
+		}
+	}
+}
+
 // TestRLValidate: the RL sections' errors name the key.
 func TestRLValidate(t *testing.T) {
 	const good = `name: v
@@ -215,6 +257,9 @@ train: {steps: 1, schedule: {kind: constant, peak_lr: 0.001}}
 		{"tldr", "tldr: {rewards: [{kind: answer_match}, {kind: tldr_length}]}", ""},
 		{"tldr", "tldr: {rewards: [{kind: tldr}], length: {levels: [{name: s, budget: 0}]}}", "tldr.length"},
 		{"tldr", "tldr: {rewards: [{kind: tldr}], thinking_temperatures: [0]}", "tldr.thinking_temperatures[0]"},
+		{"tldr", "tldr: {rewards: [{kind: tldr}], thinking_budgets: [8, 0]}", "tldr.thinking_budgets[1]"},
+		{"tldr", "tldr: {rewards: [{kind: tldr}], thinking_budgets: [8], end_of_thinking: ''}", "tldr.end_of_thinking"},
+		{"grpo", "grpo: {rewards: [{kind: answer_match}], thinking_budgets: [8]}", "grpo.thinking_budgets"},
 		{"dpo", "dpo: {}", ""},
 		{"dpo", "dpo: {loss: {beta: -1}}", "dpo.loss"},
 		{"dpo", "dpo: {pairs: {generations: 1}}", "dpo.pairs.generations"},

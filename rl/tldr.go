@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -301,10 +302,11 @@ func logSumExp(x []float32) float64 {
 
 // BudgetForcing is s1's budget forcing, the baseline temperature scaling
 // is compared with (METHODS §2): at MaxThinking thinking tokens it forces
-// the end-of-thinking token; before MinThinking it suppresses it, and when
-// the end-of-thinking token is the most likely next token it forces Wait
-// instead, one token at a time, to extend the thinking. It keeps per-row
-// state, so use one value per generation call and not concurrently.
+// the end-of-thinking token (or the Close sequence that ends with it);
+// before MinThinking it suppresses it, and when the end-of-thinking token
+// is the most likely next token it forces Wait instead, one token at a
+// time, to extend the thinking. It keeps per-row state, so use one value
+// per generation call and not concurrently.
 type BudgetForcing struct {
 	// StartID opens the thinking phase (negative: the completion starts
 	// in it) and EndID closes it.
@@ -312,6 +314,12 @@ type BudgetForcing struct {
 	EndID   int32 `yaml:"end_id"`
 	// MaxThinking forces the end of thinking; 0 means no cap.
 	MaxThinking int `yaml:"max_thinking"`
+	// Close is the token sequence forced at MaxThinking, up to and
+	// including its first EndID (EndID is added when it has none); nil
+	// means EndID alone. A newline before the end token keeps a model
+	// whose end marker starts a line from meeting it mid-line. Tokens the
+	// completion already ends with are not repeated.
+	Close []int32 `yaml:"close"`
 	// MinThinking suppresses the end of thinking before it; 0 means none.
 	MinThinking int `yaml:"min_thinking"`
 	// Wait is the token sequence appended instead of an early end (e.g.
@@ -339,7 +347,9 @@ func (p *BudgetForcing) Process(row int, generated []int32, logits []float32) {
 	}
 	switch {
 	case p.MaxThinking > 0 && n >= p.MaxThinking:
-		force(logits, p.EndID)
+		seq := p.closing(generated)
+		p.pending[row] = seq[1:]
+		force(logits, seq[0])
 	case n < p.MinThinking:
 		if len(p.Wait) > 0 && argmax(logits) == int(p.EndID) {
 			p.pending[row] = p.Wait[1:]
@@ -348,6 +358,24 @@ func (p *BudgetForcing) Process(row int, generated []int32, logits []float32) {
 		}
 		logits[p.EndID] = float32(math.Inf(-1))
 	}
+}
+
+// closing returns what is left to force of Close after generated.
+func (p *BudgetForcing) closing(generated []int32) []int32 {
+	seq := p.Close
+	if i := slices.Index(seq, p.EndID); i >= 0 {
+		seq = seq[:i+1]
+	} else {
+		seq = append(slices.Clip(seq), p.EndID)
+	}
+	// The longest proper prefix of seq that generated ends with is
+	// already written.
+	for k := len(seq) - 1; k > 0; k-- {
+		if len(generated) >= k && slices.Equal(generated[len(generated)-k:], seq[:k]) {
+			return seq[k:]
+		}
+	}
+	return seq
 }
 
 // force makes id the only possible next token.

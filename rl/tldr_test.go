@@ -222,6 +222,45 @@ func TestBudgetForcing(t *testing.T) {
 	}
 }
 
+// TestBudgetForcingClose: at the budget the Close sequence is forced
+// token by token up to the end token, without repeating what the
+// completion already ends with.
+func TestBudgetForcingClose(t *testing.T) {
+	const end, nl, x = 2, 10, 3
+	cases := []struct {
+		name  string
+		close []int32
+		gen   []int32
+		want  []int32 // forced tokens, in order, until the end token
+	}{
+		{"nil", nil, []int32{x, x, x}, []int32{end}},
+		{"newline", []int32{nl, end}, []int32{x, x, x}, []int32{nl, end}},
+		{"newline written", []int32{nl, end}, []int32{x, x, nl}, []int32{end}},
+		{"no end token", []int32{nl}, []int32{x, x, x}, []int32{nl, end}},
+		{"after the end token", []int32{nl, end, x}, []int32{x, x, x}, []int32{nl, end}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			bf := &BudgetForcing{StartID: -1, EndID: end, MaxThinking: 3, Close: c.close}
+			gen := slices.Clone(c.gen)
+			var got []int32
+			for range 5 {
+				logits := make([]float32, 12)
+				bf.Process(0, gen, logits)
+				k := slices.IndexFunc(logits, func(v float32) bool { return v == 0 })
+				if slices.ContainsFunc(logits[k+1:], func(v float32) bool { return v == 0 }) {
+					break // nothing forced: thinking is over
+				}
+				got = append(got, int32(k))
+				gen = append(gen, int32(k))
+			}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("forced %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
 // TestThinkingTemperatureMovesLength: in rollouts of a tiny model, a
 // higher thinking temperature ends thinking sooner on average.
 func TestThinkingTemperatureMovesLength(t *testing.T) {
