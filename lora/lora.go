@@ -270,10 +270,10 @@ func mix(x uint64) uint64 {
 
 // Export returns the adapter as llama.cpp applies one, ready for
 // convert.ExportLoRAGGUF: a single alpha and per weight A and B, scaled
-// by alpha/r with r each A's rank. Layers whose own scale differs from that (rsLoRA, alpha overrides) get B multiplied
-// by the ratio, in a fresh tensor; the others share the adapter's B. The
-// caller must not modify the tensors. It returns an error when an op
-// fails.
+// by alpha/r with r each A's rank. Layers whose own scale differs from
+// that (rsLoRA, alpha overrides) get B multiplied by the ratio, in a
+// fresh tensor; the others share the adapter's B. The caller must not
+// modify the tensors. It returns an error when an op fails.
 func (a *Adapter) Export() (alpha float64, ts []convert.LoRATensorPair, err error) {
 	alpha = a.cfg.Alpha
 	if alpha == 0 {

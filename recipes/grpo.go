@@ -129,8 +129,10 @@ func (g grpoMethod) Validate(r *Recipe) error {
 		return fmt.Errorf("%s.length: length levels belong to method tldr", s)
 	case !g.tldr && len(c.ThinkingTemperatures) > 0:
 		return fmt.Errorf("%s.thinking_temperatures: temperature scaling is evaluated by method tldr", s)
-	case !g.tldr && (len(c.ThinkingBudgets) > 0 || c.BudgetClose != ""):
+	case !g.tldr && len(c.ThinkingBudgets) > 0:
 		return fmt.Errorf("%s.thinking_budgets: budget forcing is evaluated by method tldr", s)
+	case !g.tldr && c.BudgetClose != "":
+		return fmt.Errorf("%s.budget_close: budget forcing is evaluated by method tldr", s)
 	case g.tldr && c.Length == nil:
 		return fmt.Errorf("%s.length: method tldr needs length levels", s)
 	}
@@ -262,6 +264,10 @@ func (g grpoMethod) Run(ctx context.Context, e *Env) (Summary, error) {
 	if err != nil {
 		return *e.sum, fmt.Errorf("%s.rewards: %w", g.Section(), err)
 	}
+	// Checked now, so that a bad text fails before training, not after.
+	if _, _, err := c.thinkingIDs(r.tok, g.Section()); err != nil {
+		return *e.sum, err
+	}
 	trainP, heldP, err := e.rlPrompts(r.tok, c.Eval.Prompts)
 	if err != nil {
 		return *e.sum, err
@@ -358,6 +364,28 @@ func (g grpoMethod) Run(ctx context.Context, e *Env) (Summary, error) {
 	return *e.sum, e.Sample(r.m, r.tok, last)
 }
 
+// thinkingIDs returns the end-of-thinking token and the tokens forced at
+// a thinking budget, or nothing when the section measures neither. It
+// returns an error, under section s, when a text encodes to no tokens or
+// budget_close lacks the end token.
+func (c GRPOSection) thinkingIDs(tok tokenizer.Tokenizer, s string) (end int32, closeIDs []int32, err error) {
+	if len(c.ThinkingTemperatures)+len(c.ThinkingBudgets) == 0 {
+		return 0, nil, nil
+	}
+	ids := tok.Encode(c.EndOfThinking, tokenizer.EncodeOptions{})
+	if len(ids) == 0 {
+		return 0, nil, fmt.Errorf("%s.end_of_thinking: %q encodes to no tokens", s, c.EndOfThinking)
+	}
+	end, closeIDs = ids[0], ids[:1]
+	if c.BudgetClose != "" {
+		closeIDs = tok.Encode(c.BudgetClose, tokenizer.EncodeOptions{})
+		if !slices.Contains(closeIDs, end) {
+			return 0, nil, fmt.Errorf("%s.budget_close: %q encodes without the first token of end_of_thinking %q", s, c.BudgetClose, c.EndOfThinking)
+		}
+	}
+	return end, closeIDs, nil
+}
+
 // thinkingControls evaluates temperature scaling of the end-of-thinking
 // token and budget forcing on the held-out prompts (unconditioned),
 // sampling at the rollout temperature, and logs each setting's accuracy
@@ -366,9 +394,9 @@ func (r *rlRun) thinkingControls(ctx context.Context, c GRPOSection, step int, h
 	if len(c.ThinkingTemperatures)+len(c.ThinkingBudgets) == 0 || len(held) == 0 {
 		return nil
 	}
-	ids := r.tok.Encode(c.EndOfThinking, tokenizer.EncodeOptions{})
-	if len(ids) == 0 {
-		return fmt.Errorf("%s.end_of_thinking: %q encodes to no tokens", r.e.Recipe.Method, c.EndOfThinking)
+	end, closeIDs, err := c.thinkingIDs(r.tok, r.e.Recipe.Method)
+	if err != nil {
+		return err
 	}
 	am, _ := rl.NewAnswerMatch(rl.AnswerMatchConfig{})
 	rewards := rl.Rewards{{Reward: am, Weight: 1}}
@@ -385,23 +413,16 @@ func (r *rlRun) thinkingControls(ctx context.Context, c GRPOSection, step int, h
 		}
 		return fmt.Sprintf("%s: length %.1f, accuracy %.3f", part, res.Length, res.Reward), nil
 	}
-	closeIDs := ids[:1]
-	if c.BudgetClose != "" {
-		closeIDs = r.tok.Encode(c.BudgetClose, tokenizer.EncodeOptions{})
-		if !slices.Contains(closeIDs, ids[0]) {
-			return fmt.Errorf("%s.budget_close: %q encodes without the first token of end_of_thinking %q", r.e.Recipe.Method, c.BudgetClose, c.EndOfThinking)
-		}
-	}
 	var ts, bf []string
 	for _, t := range c.ThinkingTemperatures {
-		p, err := measure(rl.ThinkingTemperature{StartID: -1, EndID: ids[0], Temperature: t}, "thinking_temperature", t, "ts", fmt.Sprintf("T=%g", t))
+		p, err := measure(rl.ThinkingTemperature{StartID: -1, EndID: end, Temperature: t}, "thinking_temperature", t, "ts", fmt.Sprintf("T=%g", t))
 		if err != nil {
 			return err
 		}
 		ts = append(ts, p)
 	}
 	for _, b := range c.ThinkingBudgets {
-		p, err := measure(&rl.BudgetForcing{StartID: -1, EndID: ids[0], MaxThinking: b, Close: closeIDs}, "thinking_budget", b, "bf", fmt.Sprintf("B=%d", b))
+		p, err := measure(&rl.BudgetForcing{StartID: -1, EndID: end, MaxThinking: b, Close: closeIDs}, "thinking_budget", b, "bf", fmt.Sprintf("B=%d", b))
 		if err != nil {
 			return err
 		}

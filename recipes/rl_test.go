@@ -233,6 +233,26 @@ func checkThinkingControls(t *testing.T, dir string, sum Summary) {
 	}
 }
 
+// TestTLDRBudgetCloseFailsEarly: a budget_close without the end token is
+// an error naming the key before the first step, not after training.
+func TestTLDRBudgetCloseFailsEarly(t *testing.T) {
+	src := strings.ReplaceAll(rlRecipes[1].src, "BASE", rlBase(t))
+	src = strings.Replace(src, `budget_close: "\n####"`, `budget_close: "zz"`, 1)
+	r, err := Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Out = t.TempDir()
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	steps := 0
+	_, err = Run(context.Background(), cpu.New(1), r, func(p Progress) { steps = max(steps, p.Step) })
+	if err == nil || !strings.Contains(err.Error(), "tldr.budget_close") || steps > 0 {
+		t.Fatalf("error %v after %d steps, want a tldr.budget_close error before step 1", err, steps)
+	}
+}
+
 // TestRLValidate: the RL sections' errors name the key.
 func TestRLValidate(t *testing.T) {
 	const good = `name: v
