@@ -155,7 +155,7 @@ func (p *SoftPrompt) Len() int { return p.Embeddings.Dim(0) }
 // Wrap returns m with the prompt before every input, for training and
 // evaluation: its Forward passes the prompt as the prefix (see
 // model.ForwardOptions.Prefix) and its Loss scores only the real tokens.
-// Generate with the prompt through SoftPrompt.Generate instead.
+// model.Generate takes it as a model.Prefixed.
 func (p *SoftPrompt) Wrap(m model.Model) *Prompted { return &Prompted{Model: m, Prompt: p} }
 
 // Generate runs model.Generate on m with the prompt prefilled before every
@@ -233,6 +233,12 @@ func widenMask(m *tensor.Tensor, P int) *tensor.Tensor {
 		out = tensor.Concat(ax-1, top, bottom)
 	})
 	return out
+}
+
+// Unprefixed returns the model inside and the prompt's embeddings, so
+// that model.Generate runs a Prompted model as SoftPrompt.Generate does.
+func (p *Prompted) Unprefixed() (model.Model, *tensor.Tensor) {
+	return p.Model, p.Prompt.Embeddings
 }
 
 // Loss returns the mean cross-entropy of the real tokens' logits, with

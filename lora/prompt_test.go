@@ -245,10 +245,23 @@ func TestSoftPromptGenerate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The wrapped model generates the same through model.Generate, which
+	// takes it as a model.Prefixed.
+	wrapped, err := model.Generate(p.Wrap(m), tok, prompts, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range got {
 		if !slices.Equal(got[i].Tokens, want[i].Tokens) || got[i].Text != want[i].Text {
 			t.Errorf("prompt %d: %q after the soft prompt, %q after its text", i, got[i].Text, want[i].Text)
 		}
+		if !slices.Equal(wrapped[i].Tokens, want[i].Tokens) {
+			t.Errorf("prompt %d: %q from the wrapped model, %q after the text", i, wrapped[i].Text, want[i].Text)
+		}
+	}
+	cfg.Prefix = p.Embeddings
+	if _, err := model.Generate(p.Wrap(m), tok, prompts, cfg); err == nil {
+		t.Error("a Prefixed model with GenerateConfig.Prefix set generated; want an error")
 	}
 }
 

@@ -102,6 +102,17 @@ var (
 	parallelSampling = 1 << 15
 )
 
+// Prefixed is a Model that puts fixed embeddings before every input, as
+// a soft prompt does. Generate runs the model inside with the embeddings
+// as GenerateConfig.Prefix, so that the KV cache and the padding of a
+// batch account for them.
+type Prefixed interface {
+	Model
+	// Unprefixed returns the model inside and the embeddings [P, width]
+	// it puts first.
+	Unprefixed() (Model, *tensor.Tensor)
+}
+
 // Generate continues each prompt with up to cfg.MaxNewTokens tokens from m
 // and returns one Completion per prompt, in order.
 //
@@ -136,13 +147,20 @@ var (
 // (MaxNewTokens not positive; Temperature, TopP or MinP negative, above 1
 // where that applies, or NaN; TopK negative; a stop token outside the
 // vocabulary; an empty stop string, or stop strings without a tokenizer;
-// Seeds not one per prompt; a Prefix not [P, width]), a prompt is empty,
-// holds an id outside the vocabulary or leaves no room in the model's
-// context (counting the prefix), the model's forward pass fails (the
-// *tensor.Error it panicked with), or its logits are not finite.
+// Seeds not one per prompt; a Prefix not [P, width], or one given for a
+// Prefixed model), a prompt is empty, holds an id outside the vocabulary
+// or leaves no room in the model's context (counting the prefix), the
+// model's forward pass fails (the *tensor.Error it panicked with), or its
+// logits are not finite.
 func Generate(m Model, tok tokenizer.Tokenizer, prompts [][]int32, cfg GenerateConfig) ([]Completion, error) {
 	if m == nil {
 		return nil, errors.New("model: generate: nil model")
+	}
+	if pm, ok := m.(Prefixed); ok {
+		if cfg.Prefix != nil {
+			return nil, errors.New("model: generate: a Prefixed model brings its own prefix; GenerateConfig.Prefix must be nil")
+		}
+		m, cfg.Prefix = pm.Unprefixed()
 	}
 	mc := m.Config()
 	if err := cfg.validate(mc.VocabSize, tok, len(prompts)); err != nil {

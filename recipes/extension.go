@@ -34,6 +34,14 @@ type ModelPreparer interface {
 	PrepareModel(e *Env, m model.Model, cfg any) (trainable []model.NamedParam, err error)
 }
 
+// ModelWrapper is an Extension that puts the model inside another, after
+// the ModelPreparers: a soft prompt before every input. It returns the
+// model the method trains and samples, the parameters to train (which
+// replace any a ModelPreparer chose), or an error.
+type ModelWrapper interface {
+	WrapModel(e *Env, m model.Model, cfg any) (wrapped model.Model, trainable []model.NamedParam, err error)
+}
+
 // Finisher is an Extension that acts on a run its method finished
 // without error, before summary.md is written: exporting the model, say.
 // It may add to s (its fields show in the summary). It returns an error
@@ -82,9 +90,10 @@ func extension(s string) (Extension, bool) {
 	return x, ok
 }
 
-// prepareModel runs the recipe's ModelPreparer extensions on m, in
-// section order, and records the parameters they ask to train.
-func (e *Env) prepareModel(m model.Model) error {
+// prepareModel runs the recipe's ModelPreparer extensions on m and then
+// its ModelWrapper extensions, each in section order, records the
+// parameters they ask to train and returns the model as they leave it.
+func (e *Env) prepareModel(m model.Model) (model.Model, error) {
 	for _, x := range Extensions() {
 		cfg, on := e.Recipe.Extensions[x.Section()]
 		p, ok := x.(ModelPreparer)
@@ -93,13 +102,33 @@ func (e *Env) prepareModel(m model.Model) error {
 		}
 		trainable, err := p.PrepareModel(e, m, cfg)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if trainable != nil {
 			e.trainable = trainable
 		}
 	}
-	return nil
+	for _, x := range Extensions() {
+		cfg, on := e.Recipe.Extensions[x.Section()]
+		w, ok := x.(ModelWrapper)
+		if !on || !ok {
+			continue
+		}
+		wrapped, trainable, err := w.WrapModel(e, m, cfg)
+		if err != nil {
+			return nil, err
+		}
+		m, e.trainable = wrapped, trainable
+	}
+	return m, nil
+}
+
+// setExt keeps an extension's state for its Finish, by section.
+func (e *Env) setExt(section string, state any) {
+	if e.ext == nil {
+		e.ext = map[string]any{}
+	}
+	e.ext[section] = state
 }
 
 // finish runs the recipe's Finisher extensions in section order, those
@@ -107,11 +136,12 @@ func (e *Env) prepareModel(m model.Model) error {
 // they leave it (LoRA's adapters merged).
 func (e *Env) finish(ctx context.Context, s *Summary) error {
 	xs := Extensions()
-	sort.SliceStable(xs, func(i, j int) bool {
-		_, pi := xs[i].(ModelPreparer)
-		_, pj := xs[j].(ModelPreparer)
-		return pi && !pj
-	})
+	prepares := func(x Extension) bool {
+		_, p := x.(ModelPreparer)
+		_, w := x.(ModelWrapper)
+		return p || w
+	}
+	sort.SliceStable(xs, func(i, j int) bool { return prepares(xs[i]) && !prepares(xs[j]) })
 	for _, x := range xs {
 		cfg, on := e.Recipe.Extensions[x.Section()]
 		f, ok := x.(Finisher)

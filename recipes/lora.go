@@ -66,10 +66,7 @@ func (loraExt) PrepareModel(e *Env, m model.Model, cfg any) ([]model.NamedParam,
 	if err != nil {
 		return nil, fmt.Errorf("lora: %w", err)
 	}
-	if e.ext == nil {
-		e.ext = map[string]any{}
-	}
-	e.ext["lora"] = &loraState{m: m, ad: ad}
+	e.setExt("lora", &loraState{m: m, ad: ad})
 	return ad.Params(), nil
 }
 

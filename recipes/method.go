@@ -179,10 +179,11 @@ func (e *Env) Tokenizer() (tokenizer.Tokenizer, error) {
 
 // Model builds the recipe's model for a tokenizer of vocab tokens, with
 // the recipe's seed, on e.Backend, loads model.checkpoint's weights when
-// one is named, hands it to the recipe's ModelPreparer extensions (LoRA),
-// and writes config.json. It returns the model, its config and the
-// config's JSON, or an error when the config is invalid, a weight does
-// not fit or an extension fails.
+// one is named, hands it to the recipe's ModelPreparer extensions (LoRA)
+// and ModelWrapper extensions (a soft prompt), and writes config.json.
+// It returns the model, its config and the config's JSON, or an error
+// when the config is invalid, a weight does not fit or an extension
+// fails.
 func (e *Env) Model(vocab int) (model.Model, model.Config, []byte, error) {
 	r := e.Recipe
 	cfg, init, err := r.modelConfig(vocab)
@@ -205,7 +206,7 @@ func (e *Env) Model(vocab int) (model.Model, model.Config, []byte, error) {
 			return nil, cfg, nil, fmt.Errorf("model.checkpoint: %w", err)
 		}
 	}
-	if err := e.prepareModel(m); err != nil {
+	if m, err = e.prepareModel(m); err != nil {
 		return nil, cfg, nil, err
 	}
 	return m, cfg, js, nil

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,6 +61,10 @@ func exportGGUF(c *cli.Context) error {
 	src, out := c.String("checkpoint"), c.String("out")
 	if _, err := os.Stat(src); err != nil {
 		return usageErr{err}
+	}
+	if _, err := os.Stat(filepath.Join(src, recipes.SoftPromptFile)); err == nil {
+		return usageErr{fmt.Errorf("%s trained a soft prompt (%s), which a GGUF file cannot carry; to export the frozen base alone, give --checkpoint %s",
+			src, recipes.SoftPromptFile, filepath.Join(src, recipes.ModelFile))}
 	}
 	m, v, err := recipes.LoadWithVocab(backend(c), src)
 	if err != nil {

@@ -54,7 +54,7 @@ func generateCmd() *cli.Command {
 		Name:  "generate",
 		Usage: "sample a completion of --prompt from a trained run",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "run", Usage: "run directory, or its name under runs/ (its newest checkpoint and tokenizer.gguf)"},
+			&cli.StringFlag{Name: "run", Usage: "run directory, or its name under runs/ (its newest checkpoint and tokenizer.gguf, and its soft prompt when it trained one)"},
 			&cli.StringFlag{Name: "checkpoint", Usage: "checkpoint file (tokenizer.gguf is looked for beside it)"},
 			&cli.StringFlag{Name: "prompt", Required: true},
 			&cli.IntFlag{Name: "max-new", Value: 64, Usage: "most tokens to generate"},
@@ -80,6 +80,10 @@ func generateCmd() *cli.Command {
 			}
 			tok, err := tokenizer.New(v)
 			if err != nil {
+				return usageErr{err}
+			}
+			// A prompt-tuning run's soft prompt goes before the input.
+			if m, err = recipes.WithSoftPrompt(src, m, tok); err != nil {
 				return usageErr{err}
 			}
 			prompt := tok.Encode(c.String("prompt"), tokenizer.EncodeOptions{})
