@@ -63,7 +63,7 @@ func TestUnknownKeys(t *testing.T) {
 	good := strings.Replace(base, "TEXT", text, 1)
 	checkRecipeEdits(t, good, []recipeEdit{
 		{"top", "name: t", "nmae: t", `line 1: nmae: unknown key "nmae"; did you mean "name"?`},
-		{"top-far", "seed: 1", "colour: 1", `colour: unknown key "colour" (allowed: data, description, distill, dpo, export, grpo, lora, method, model, name, out, sample, seed, tldr, tokenizer, train)`},
+		{"top-far", "seed: 1", "colour: 1", `colour: unknown key "colour" (allowed: data, description, distill, dpo, export, grpo, lora, method, model, name, out, sample, seed, soft_prompt, tldr, tokenizer, train)`},
 		{"train", "  steps: 30", "  stesp: 30", `line 20: train.stesp: unknown key "stesp"; did you mean "steps"?`},
 		{"optimizer", "{weight_decay: 0.1}", "{weight_decya: 0.1}", `train.optimizer.weight_decya: unknown key "weight_decya"; did you mean "weight_decay"?`},
 		{"schedule", "peak_lr: 0.01", "peak_rl: 0.01", `did you mean "peak_lr"?`},
