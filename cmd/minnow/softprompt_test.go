@@ -32,9 +32,12 @@ func TestSoftPromptRecipe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(step.Tensors) != 1 || step.Tensors[0].Name != "soft_prompt.embeddings" || step.Optimizer.Step != 4 {
-		t.Fatalf("step checkpoint holds %d tensors (%s first), optimizer step %d; want the prompt alone at step 4",
-			len(step.Tensors), step.Tensors[0].Name, step.Optimizer.Step)
+	var names []string
+	for _, nt := range step.Tensors {
+		names = append(names, nt.Name)
+	}
+	if len(names) != 1 || names[0] != "soft_prompt.embeddings" || step.Optimizer.Step != 4 {
+		t.Fatalf("step checkpoint holds %v at optimizer step %d; want soft_prompt.embeddings alone at step 4", names, step.Optimizer.Step)
 	}
 	// The base stays as pretrained.
 	baseCk, err := recipes.LoadCheckpoint(pre)
