@@ -91,6 +91,11 @@ func TestGGUFTensorType(t *testing.T) {
 		{"token_embd.weight", []uint64{64, 300}, gguf.Q4_0, true, gguf.Q8_0},
 		{"token_embd.weight", []uint64{64, 300}, gguf.Q8_0, true, gguf.Q8_0},
 		{"blk.0.ffn_down.weight", []uint64{48, 64}, gguf.Q8_0, false, gguf.F16},
+		{"output.weight", []uint64{256, 300}, gguf.Q4_0, false, gguf.Q6_K},
+		{"token_embd.weight", []uint64{512, 300}, gguf.Q4_0, true, gguf.Q6_K},
+		{"blk.0.attn_q.weight", []uint64{256, 256}, gguf.Q6_K, false, gguf.Q6_K},
+		{"blk.0.attn_q.weight", []uint64{64, 64}, gguf.Q6_K, false, gguf.Q8_0},
+		{"blk.0.ffn_down.weight", []uint64{48, 64}, gguf.Q6_K, false, gguf.F16},
 	}
 	for _, c := range cases {
 		if got := GGUFTensorType(c.name, c.dims, c.want, c.tied); got != c.out {

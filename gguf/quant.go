@@ -11,17 +11,28 @@ import (
 // Block layouts as ggml-common.h defines them. Q8_0 is a float16 scale
 // followed by 32 signed bytes; Q4_0 a float16 scale followed by 16 bytes
 // whose low nibbles hold elements 0..15 and high nibbles elements 16..31,
-// each stored with an offset of 8.
+// each stored with an offset of 8. Q6_K is a super-block of 256 elements
+// in 16 sub-blocks of 16, each with a signed 8-bit scale, holding 6-bit
+// values with an offset of 32: their low 4 bits in ql (128 bytes), their
+// high 2 bits in qh (64 bytes), then the 16 scales and a float16 factor
+// d. Each half of 128 elements uses 64 bytes of ql and 32 of qh: for l <
+// 32, ql[l] holds elements l (low nibble) and l+64 (high), ql[l+32]
+// elements l+32 and l+96, and qh[l] the high bits of l, l+32, l+64 and
+// l+96 in its bit pairs 0, 2, 4 and 6.
 const (
-	qk8_0 = 32
-	qk4_0 = 32
+	qk8_0    = 32
+	qk4_0    = 32
+	q6KBytes = 128 + 64 + 16 + 2
 )
 
+// encodableTypes lists the types Encode and Decode handle, for messages.
+const encodableTypes = "F32, F16, BF16, Q8_0, Q4_0, Q6_K"
+
 // Encodable reports whether Encode and Decode handle the type: F32, F16,
-// BF16, Q8_0 and Q4_0.
+// BF16, Q8_0, Q4_0 and Q6_K.
 func (t GGMLType) Encodable() bool {
 	switch t {
-	case F32, F16, BF16, Q8_0, Q4_0:
+	case F32, F16, BF16, Q8_0, Q4_0, Q6_K:
 		return true
 	}
 	return false
@@ -32,8 +43,11 @@ func (t GGMLType) Encodable() bool {
 // reference quantizers (quantize_row_*_ref) and its float16 and bfloat16
 // conversions produce them: F16 and BF16 round to nearest even, Q8_0 and
 // Q4_0 quantize each block of 32 as the package documentation of those
-// constants describes. It returns an error when t is not Encodable or,
-// for a block type, len(src) is not a multiple of 32.
+// constants describes. Q6_K is our own quantizer of ggml's layout (see
+// quantizeQ6K), so its bytes may differ from llama.cpp's for the same
+// values. It returns an error when t is not Encodable or, for a block
+// type, len(src) is not a multiple of its block size (32, or 256 for
+// Q6_K).
 func Encode(t GGMLType, src []float32) ([]byte, error) {
 	switch t {
 	case F32:
@@ -70,8 +84,100 @@ func Encode(t GGMLType, src []float32) ([]byte, error) {
 			quantizeQ4_0(out[b*(2+qk4_0/2):(b+1)*(2+qk4_0/2)], src[b*qk4_0:(b+1)*qk4_0])
 		}
 		return out, nil
+	case Q6_K:
+		if len(src)%superBlock != 0 {
+			return nil, fmt.Errorf("gguf: Q6_K needs a multiple of %d values, got %d", superBlock, len(src))
+		}
+		out := make([]byte, len(src)/superBlock*q6KBytes)
+		for b := range len(src) / superBlock {
+			quantizeQ6K(out[b*q6KBytes:(b+1)*q6KBytes], src[b*superBlock:(b+1)*superBlock])
+		}
+		return out, nil
 	}
-	return nil, fmt.Errorf("gguf: cannot encode tensor type %s (supported: F32, F16, BF16, Q8_0, Q4_0)", t)
+	return nil, fmt.Errorf("gguf: cannot encode tensor type %s (supported: %s)", t, encodableTypes)
+}
+
+// quantizeQ6K quantizes one super-block of 256 values. Each sub-block of
+// 16 gets the scale, among candidates around the one that maps its value
+// of largest magnitude to -32, that fits its values best in least
+// squares; the 16 scales are then stored as 8-bit multiples of d, which
+// maps the largest of them to -128, and the values are rounded again
+// against the stored scales.
+func quantizeQ6K(dst []byte, x []float32) {
+	var scales [superBlock / 16]float32
+	var maxScale, maxAbs float32
+	for j := range scales {
+		scales[j] = fitScale(x[16*j:16*j+16], -32, 31)
+		if a := float32(math.Abs(float64(scales[j]))); a > maxAbs {
+			maxAbs, maxScale = a, scales[j]
+		}
+	}
+	clear(dst)
+	ql, qh, sc := dst[:128], dst[128:192], dst[192:208]
+	if maxAbs == 0 {
+		return // all zero: with d = 0 every value decodes to 0
+	}
+	d := maxScale / -128
+	binary.LittleEndian.PutUint16(dst[208:], tensor.F16FromFloat32(d))
+	d = tensor.F16ToFloat32(binary.LittleEndian.Uint16(dst[208:]))
+	for j, s := range scales {
+		q := max(-128, min(127, math.Round(float64(s/d))))
+		sc[j] = byte(int8(q))
+	}
+	for i, v := range x {
+		step := d * float32(int8(sc[i/16]))
+		q := 0
+		if step != 0 {
+			q = int(max(-32, min(31, math.Round(float64(v/step)))))
+		}
+		u := byte(q + 32)
+		half, l := i/128, i%128
+		// l = 32·k + r: k picks the nibble (k = 0, 1 low; 2, 3 high) and
+		// the ql offset (k = 0, 2 at r; 1, 3 at r+32), and the qh bit pair.
+		k, r := l/32, l%32
+		qlIdx := 64*half + r + 32*(k%2)
+		ql[qlIdx] |= (u & 0x0f) << (4 * (k / 2))
+		qh[32*half+r] |= (u >> 4) << (2 * k)
+	}
+}
+
+// fitScale returns the scale s for which rounding x/s into [lo, hi] fits
+// x best in least squares, among candidates near the one that maps the
+// value of largest magnitude to lo (the wider side of the range), and 0
+// when x is all zero.
+func fitScale(x []float32, lo, hi int) float32 {
+	var amax, vmax float32
+	for _, v := range x {
+		if a := float32(math.Abs(float64(v))); a > amax {
+			amax, vmax = a, v
+		}
+	}
+	if amax == 0 {
+		return 0
+	}
+	best, bestErr := float32(0), math.Inf(1)
+	for k := -10; k <= 10; k++ {
+		inv := (float64(lo) + 0.1*float64(k)) / float64(vmax)
+		var sumLX, sumLL float64
+		for _, v := range x {
+			l := max(float64(lo), min(float64(hi), math.Round(inv*float64(v))))
+			sumLX += l * float64(v)
+			sumLL += l * l
+		}
+		if sumLL == 0 {
+			continue
+		}
+		s := sumLX / sumLL // the least-squares scale for these integers
+		var e float64
+		for _, v := range x {
+			l := max(float64(lo), min(float64(hi), math.Round(float64(v)/s)))
+			e += (float64(v) - s*l) * (float64(v) - s*l)
+		}
+		if e < bestErr {
+			best, bestErr = float32(s), e
+		}
+	}
+	return best
 }
 
 // quantizeQ8_0 is ggml's quantize_row_q8_0_ref for one block: the scale
@@ -127,7 +233,7 @@ func quantizeQ4_0(dst []byte, x []float32) {
 // the block size, or src is not exactly the size n elements take.
 func Decode(t GGMLType, src []byte, n int) ([]float32, error) {
 	if !t.Encodable() {
-		return nil, fmt.Errorf("gguf: cannot decode tensor type %s (supported: F32, F16, BF16, Q8_0, Q4_0)", t)
+		return nil, fmt.Errorf("gguf: cannot decode tensor type %s (supported: %s)", t, encodableTypes)
 	}
 	if n < 0 {
 		return nil, fmt.Errorf("gguf: negative element count %d", n)
@@ -169,6 +275,29 @@ func Decode(t GGMLType, src []byte, n int) ([]float32, error) {
 				q := blk[2+j]
 				out[b*qk4_0+j] = float32(int(q&0x0f)-8) * d
 				out[b*qk4_0+qk4_0/2+j] = float32(int(q>>4)-8) * d
+			}
+		}
+	case Q6_K:
+		for b := range n / superBlock {
+			blk := src[b*q6KBytes : (b+1)*q6KBytes]
+			ql, qh, sc := blk[:128], blk[128:192], blk[192:208]
+			d := tensor.F16ToFloat32(binary.LittleEndian.Uint16(blk[208:]))
+			y := out[b*superBlock : (b+1)*superBlock]
+			for half := range 2 {
+				for r := range 32 {
+					h := qh[32*half+r]
+					lo, hi := ql[64*half+r], ql[64*half+r+32]
+					vals := [4]int{
+						int(lo&0x0f) | int(h&3)<<4,
+						int(hi&0x0f) | int(h>>2&3)<<4,
+						int(lo>>4) | int(h>>4&3)<<4,
+						int(hi>>4) | int(h>>6&3)<<4,
+					}
+					for k, v := range vals {
+						i := 128*half + 32*k + r
+						y[i] = d * float32(int8(sc[i/16])) * float32(v-32)
+					}
+				}
 			}
 		}
 	}

@@ -24,6 +24,14 @@ func TestEncodeKnownBlocks(t *testing.T) {
 	for range 31 {
 		q8 = append(q8, 0x40) // 63.5 rounds away from zero to 64
 	}
+	// Q6_K, 256 ones: every sub-block's scale is -1/32 (1 -> -32, exact),
+	// d = (-1/32)/-128 = 2^-12 (f16 0x0c00), the scales -128 and every
+	// stored value -32+32 = 0.
+	ones := make([]float32, 256)
+	for i := range ones {
+		ones[i] = 1
+	}
+	q6 := append(append(make([]byte, 192), bytes.Repeat([]byte{0x80}, 16)...), 0x00, 0x0c)
 	cases := []struct {
 		name string
 		typ  GGMLType
@@ -31,6 +39,8 @@ func TestEncodeKnownBlocks(t *testing.T) {
 		want []byte
 	}{
 		{"q4_0", Q4_0, block, q4},
+		{"q6_k", Q6_K, ones, q6},
+		{"q6_k-zero", Q6_K, make([]float32, 256), make([]byte, 210)},
 		{"q8_0", Q8_0, block, q8},
 		// 0/-8 is -0 in C as in Go, so ggml stores the scale as f16 -0.
 		{"q4_0-zero", Q4_0, make([]float32, 32), append([]byte{0, 0x80}, bytes.Repeat([]byte{0x88}, 16)...)},
@@ -53,11 +63,13 @@ func TestEncodeKnownBlocks(t *testing.T) {
 
 // TestEncodeRoundTrip checks that Decode(Encode(x)) stays within each
 // type's error bound on random data: exact for F32, half an ulp for the
-// float types, half a step for Q8_0, and one step for Q4_0, whose value
-// of largest magnitude of the opposite sign is clamped from 8 steps to 7.
+// float types, half a step for Q8_0, one step for Q4_0, whose value of
+// largest magnitude of the opposite sign is clamped from 8 steps to 7, and
+// for Q6_K half a step of a sub-block plus the rounding of its 8-bit
+// scale, which is relative to the whole super-block's largest magnitude.
 func TestEncodeRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	x := make([]float32, 32*64)
+	x := make([]float32, 256*8)
 	for i := range x {
 		x[i] = float32(rng.NormFloat64()) * float32(math.Pow(10, float64(i%5-2)))
 	}
@@ -66,13 +78,19 @@ func TestEncodeRoundTrip(t *testing.T) {
 		// bound returns the largest error allowed for an element, given
 		// the largest magnitude in its block.
 		bound func(v, amax float32) float64
+		// block is the span amax is taken over (32 when 0).
+		block int
 	}{
-		{F32, func(v, amax float32) float64 { return 0 }},
-		{F16, func(v, amax float32) float64 { return math.Abs(float64(v))*(1.0/2048) + 3e-8 }},
-		{BF16, func(v, amax float32) float64 { return math.Abs(float64(v)) * (1.0 / 256) }},
+		{F32, func(v, amax float32) float64 { return 0 }, 0},
+		{F16, func(v, amax float32) float64 { return math.Abs(float64(v))*(1.0/2048) + 3e-8 }, 0},
+		{BF16, func(v, amax float32) float64 { return math.Abs(float64(v)) * (1.0 / 256) }, 0},
 		// The f16 scale adds a relative error of 2^-11 on top of the step.
-		{Q8_0, func(v, amax float32) float64 { return float64(amax) * (1.0/254 + 1.0/1024) }},
-		{Q4_0, func(v, amax float32) float64 { return float64(amax) * (1.0/8 + 1.0/1024) }},
+		{Q8_0, func(v, amax float32) float64 { return float64(amax) * (1.0/254 + 1.0/1024) }, 0},
+		{Q4_0, func(v, amax float32) float64 { return float64(amax) * (1.0/8 + 1.0/1024) }, 0},
+		// A step is at most amax/31 (the fitted scale may exceed amax/32),
+		// and the 8-bit scale is off by at most d/2 = amax/8192 per unit
+		// of the value's 6-bit integer (at most 32).
+		{Q6_K, func(v, amax float32) float64 { return float64(amax) * (1.0/62 + 32.0/8192 + 1.0/1024) }, 256},
 	}
 	for _, c := range cases {
 		enc, err := Encode(c.typ, x)
@@ -87,12 +105,16 @@ func TestEncodeRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		worst := 0.0
-		for b := 0; b < len(x); b += 32 {
+		bs := c.block
+		if bs == 0 {
+			bs = 32
+		}
+		for b := 0; b < len(x); b += bs {
 			var amax float32
-			for _, v := range x[b : b+32] {
+			for _, v := range x[b : b+bs] {
 				amax = max(amax, float32(math.Abs(float64(v))))
 			}
-			for i := b; i < b+32; i++ {
+			for i := b; i < b+bs; i++ {
 				e := math.Abs(float64(dec[i] - x[i]))
 				if e > c.bound(x[i], amax) {
 					t.Fatalf("%s: element %d: %g decodes to %g, error %g over the bound %g", c.typ, i, x[i], dec[i], e, c.bound(x[i], amax))
@@ -111,6 +133,7 @@ func TestEncodeErrors(t *testing.T) {
 	}{
 		{"q8_0-partial-block", func() error { _, err := Encode(Q8_0, make([]float32, 31)); return err }},
 		{"q4_0-partial-block", func() error { _, err := Encode(Q4_0, make([]float32, 33)); return err }},
+		{"q6_k-partial-block", func() error { _, err := Encode(Q6_K, make([]float32, 128)); return err }},
 		{"q4_k-encode", func() error { _, err := Encode(Q4_K, make([]float32, 256)); return err }},
 		{"q4_k-decode", func() error { _, err := Decode(Q4_K, make([]byte, 144), 256); return err }},
 		{"short", func() error { _, err := Decode(Q8_0, make([]byte, 33), 32); return err }},

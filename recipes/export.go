@@ -19,7 +19,8 @@ import (
 // model (merged with its LoRA adapters, if any) is written as a GGUF file
 // that llama.cpp and ollama load.
 type ExportSpec struct {
-	// GGUF is the tensor type: f32, f16 (the default), bf16, q8_0 or q4_0.
+	// GGUF is the tensor type: f32, f16 (the default), bf16, q8_0, q6_k or
+	// q4_0.
 	GGUF string `yaml:"gguf"`
 	// File is the output path; empty means model-<type>.gguf in the run
 	// directory, and a relative path is taken in the run directory.
@@ -46,7 +47,7 @@ func (exportExt) NewConfig() any { return &ExportSpec{GGUF: "f16"} }
 func (exportExt) Validate(r *Recipe, cfg any) error {
 	spec := cfg.(*ExportSpec)
 	if _, err := convert.ParseGGUFType(spec.GGUF); err != nil {
-		return rangeErr("export.gguf", spec.GGUF, "f32, f16, bf16, q8_0 or q4_0")
+		return rangeErr("export.gguf", spec.GGUF, convert.GGUFTypeNames)
 	}
 	if _, lora := r.Extensions["lora"]; spec.Adapter && !lora {
 		return rangeErr("export.adapter", true, "false unless the recipe trains LoRA adapters (a lora: section)")

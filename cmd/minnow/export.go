@@ -27,7 +27,7 @@ func exportCmd() *cli.Command {
 			ArgsUsage: " ",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "checkpoint", Usage: "run directory (its newest checkpoint) or checkpoint file; tokenizer.gguf is looked for beside it"},
-				&cli.StringFlag{Name: "type", Value: "f16", Usage: "weight type: f32, f16, bf16, q8_0 or q4_0 (norms and biases stay f32)"},
+				&cli.StringFlag{Name: "type", Value: "f16", Usage: "weight type: " + convert.GGUFTypeNames + " (norms and biases stay f32)"},
 				&cli.StringFlag{Name: "out", Usage: "GGUF file to write"},
 				&cli.StringFlag{Name: "name", Usage: "general.name (default: minnow-<architecture>)"},
 				&cli.StringFlag{Name: "chat-template", Usage: "file holding a Jinja chat template to store instead of the tokenizer's"},
