@@ -96,6 +96,11 @@ func TestGGUFTensorType(t *testing.T) {
 		{"blk.0.attn_q.weight", []uint64{256, 256}, gguf.Q6_K, false, gguf.Q6_K},
 		{"blk.0.attn_q.weight", []uint64{64, 64}, gguf.Q6_K, false, gguf.Q8_0},
 		{"blk.0.ffn_down.weight", []uint64{48, 64}, gguf.Q6_K, false, gguf.F16},
+		{"blk.0.attn_q.weight", []uint64{256, 256}, gguf.Q4_K, false, gguf.Q4_K},
+		{"blk.0.attn_q.weight", []uint64{576, 576}, gguf.Q4_K, false, gguf.Q4_0},
+		{"output.weight", []uint64{256, 300}, gguf.Q4_K, false, gguf.Q6_K},
+		{"token_embd.weight", []uint64{576, 300}, gguf.Q4_K, true, gguf.Q8_0},
+		{"token_embd.weight", []uint64{256, 300}, gguf.Q4_K, false, gguf.Q4_K},
 	}
 	for _, c := range cases {
 		if got := GGUFTensorType(c.name, c.dims, c.want, c.tied); got != c.out {
@@ -190,7 +195,7 @@ func TestGGUFImportErrors(t *testing.T) {
 		{name: "adapter", edit: func(md *gguf.Metadata) { md.Set("general.type", "adapter") }, want: "not a model"},
 		{name: "arch", edit: func(md *gguf.Metadata) { md.Set("general.architecture", "falcon") }, want: "architecture"},
 		{name: "missing-tensor", drop: "blk.1.ffn_up.weight", want: "blk.1.ffn_up.weight is missing"},
-		{name: "k-quant", want: "Q4_K", qtype: true},
+		{name: "k-quant", want: "Q5_K", qtype: true},
 	}
 	for _, tc := range cases {
 		path := filepath.Join(dir, tc.name+".gguf")
@@ -210,9 +215,10 @@ func TestGGUFImportErrors(t *testing.T) {
 			raw, _ := f.ReadTensor(i)
 			nt := gguf.Tensor{Name: ti.Name, Dims: ti.Dims, Type: ti.Type, Data: raw}
 			if tc.qtype && ti.Name == "blk.0.ffn_gate.weight" {
-				// Part of the tensor's bytes relabelled as a Q4_K tensor.
-				nt.Dims, nt.Type = []uint64{256, 32}, gguf.Q4_K
-				size, _ := gguf.Q4_K.ByteSize(nt.Dims)
+				// Part of the tensor's bytes relabelled as a Q5_K tensor,
+				// a type minnow does not decode.
+				nt.Dims, nt.Type = []uint64{256, 32}, gguf.Q5_K
+				size, _ := gguf.Q5_K.ByteSize(nt.Dims)
 				nt.Data = raw[:size]
 			}
 			ts = append(ts, nt)

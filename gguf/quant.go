@@ -18,21 +18,27 @@ import (
 // d. Each half of 128 elements uses 64 bytes of ql and 32 of qh: for l <
 // 32, ql[l] holds elements l (low nibble) and l+64 (high), ql[l+32]
 // elements l+32 and l+96, and qh[l] the high bits of l, l+32, l+64 and
-// l+96 in its bit pairs 0, 2, 4 and 6.
+// l+96 in its bit pairs 0, 2, 4 and 6. Q4_K is a super-block of 256 in
+// 8 sub-blocks of 32, each value d·sc·q − dmin·m with q in 0..15 and a
+// 6-bit scale sc and min m per sub-block: float16 d and dmin, 12 bytes
+// packing the 8 scales and 8 mins (see q4KScaleMin), and 128 bytes of
+// values, where each group of 64 holds sub-block 2g in the low nibbles of
+// its 32 bytes and sub-block 2g+1 in the high ones.
 const (
 	qk8_0    = 32
 	qk4_0    = 32
 	q6KBytes = 128 + 64 + 16 + 2
+	q4KBytes = 2 + 2 + 12 + 128
 )
 
 // encodableTypes lists the types Encode and Decode handle, for messages.
-const encodableTypes = "F32, F16, BF16, Q8_0, Q4_0, Q6_K"
+const encodableTypes = "F32, F16, BF16, Q8_0, Q4_0, Q6_K, Q4_K"
 
 // Encodable reports whether Encode and Decode handle the type: F32, F16,
-// BF16, Q8_0, Q4_0 and Q6_K.
+// BF16, Q8_0, Q4_0, Q6_K and Q4_K.
 func (t GGMLType) Encodable() bool {
 	switch t {
-	case F32, F16, BF16, Q8_0, Q4_0, Q6_K:
+	case F32, F16, BF16, Q8_0, Q4_0, Q6_K, Q4_K:
 		return true
 	}
 	return false
@@ -43,11 +49,11 @@ func (t GGMLType) Encodable() bool {
 // reference quantizers (quantize_row_*_ref) and its float16 and bfloat16
 // conversions produce them: F16 and BF16 round to nearest even, Q8_0 and
 // Q4_0 quantize each block of 32 as the package documentation of those
-// constants describes. Q6_K is our own quantizer of ggml's layout (see
-// quantizeQ6K), so its bytes may differ from llama.cpp's for the same
-// values. It returns an error when t is not Encodable or, for a block
-// type, len(src) is not a multiple of its block size (32, or 256 for
-// Q6_K).
+// constants describes. Q6_K and Q4_K are our own quantizers of ggml's
+// layouts (see quantizeQ6K and quantizeQ4K), so their bytes may differ
+// from llama.cpp's for the same values. It returns an error when t is not
+// Encodable or, for a block type, len(src) is not a multiple of its block
+// size (32, or 256 for the k-quants).
 func Encode(t GGMLType, src []float32) ([]byte, error) {
 	switch t {
 	case F32:
@@ -91,6 +97,15 @@ func Encode(t GGMLType, src []float32) ([]byte, error) {
 		out := make([]byte, len(src)/superBlock*q6KBytes)
 		for b := range len(src) / superBlock {
 			quantizeQ6K(out[b*q6KBytes:(b+1)*q6KBytes], src[b*superBlock:(b+1)*superBlock])
+		}
+		return out, nil
+	case Q4_K:
+		if len(src)%superBlock != 0 {
+			return nil, fmt.Errorf("gguf: Q4_K needs a multiple of %d values, got %d", superBlock, len(src))
+		}
+		out := make([]byte, len(src)/superBlock*q4KBytes)
+		for b := range len(src) / superBlock {
+			quantizeQ4K(out[b*q4KBytes:(b+1)*q4KBytes], src[b*superBlock:(b+1)*superBlock])
 		}
 		return out, nil
 	}
@@ -277,6 +292,25 @@ func Decode(t GGMLType, src []byte, n int) ([]float32, error) {
 				out[b*qk4_0+qk4_0/2+j] = float32(int(q>>4)-8) * d
 			}
 		}
+	case Q4_K:
+		for b := range n / superBlock {
+			blk := src[b*q4KBytes : (b+1)*q4KBytes]
+			d := tensor.F16ToFloat32(binary.LittleEndian.Uint16(blk))
+			dmin := tensor.F16ToFloat32(binary.LittleEndian.Uint16(blk[2:]))
+			packed, qs := blk[4:16], blk[16:]
+			y := out[b*superBlock : (b+1)*superBlock]
+			for j := range 8 {
+				sc, m := q4KScaleMin(packed, j)
+				scale, offset := d*float32(sc), dmin*float32(m)
+				group := qs[32*(j/2) : 32*(j/2)+32]
+				for l, q := range group {
+					if j%2 == 1 {
+						q >>= 4
+					}
+					y[32*j+l] = scale*float32(q&0x0f) - offset
+				}
+			}
+		}
 	case Q6_K:
 		for b := range n / superBlock {
 			blk := src[b*q6KBytes : (b+1)*q6KBytes]
@@ -302,4 +336,121 @@ func Decode(t GGMLType, src []byte, n int) ([]float32, error) {
 		}
 	}
 	return out, nil
+}
+
+// q4KScaleMin returns sub-block j's 6-bit scale and min from Q4_K's 12
+// packed bytes: for j < 4 the low 6 bits of bytes j and j+4; for j >= 4
+// byte j+4 holds the low 4 bits of both (scale low nibble, min high) and
+// the top 2 bits of bytes j-4 and j hold their high 2 bits.
+func q4KScaleMin(p []byte, j int) (sc, m byte) {
+	if j < 4 {
+		return p[j] & 63, p[j+4] & 63
+	}
+	return p[j+4]&0x0f | (p[j-4]>>6)<<4, p[j+4]>>4 | (p[j]>>6)<<4
+}
+
+// putQ4KScaleMin stores sub-block j's 6-bit scale and min as q4KScaleMin
+// reads them; p must start zeroed.
+func putQ4KScaleMin(p []byte, j int, sc, m byte) {
+	if j < 4 {
+		p[j] |= sc
+		p[j+4] |= m
+		return
+	}
+	p[j+4] = sc&0x0f | (m&0x0f)<<4
+	p[j-4] |= (sc >> 4) << 6
+	p[j] |= (m >> 4) << 6
+}
+
+// quantizeQ4K quantizes one super-block of 256 values. Each sub-block of
+// 32 gets the scale and min (x ≈ scale·q − min, q in 0..15, min >= 0)
+// that fit it best in least squares (fitAffine); the 8 scales and 8 mins
+// are then stored as 6-bit multiples of d and dmin, which map the largest
+// of each to 63, and the values are rounded again against the stored
+// pairs.
+func quantizeQ4K(dst []byte, x []float32) {
+	var scales, mins [8]float32
+	var maxScale, maxMin float32
+	for j := range scales {
+		scales[j], mins[j] = fitAffine(x[32*j:32*j+32], 15)
+		maxScale, maxMin = max(maxScale, scales[j]), max(maxMin, mins[j])
+	}
+	clear(dst)
+	binary.LittleEndian.PutUint16(dst, tensor.F16FromFloat32(maxScale/63))
+	binary.LittleEndian.PutUint16(dst[2:], tensor.F16FromFloat32(maxMin/63))
+	d := tensor.F16ToFloat32(binary.LittleEndian.Uint16(dst))
+	dmin := tensor.F16ToFloat32(binary.LittleEndian.Uint16(dst[2:]))
+	packed, qs := dst[4:16], dst[16:]
+	six := func(v, unit float32) byte {
+		if unit == 0 {
+			return 0
+		}
+		return byte(max(0, min(63, math.Round(float64(v/unit)))))
+	}
+	for j := range scales {
+		sc, m := six(scales[j], d), six(mins[j], dmin)
+		putQ4KScaleMin(packed, j, sc, m)
+		step, off := d*float32(sc), dmin*float32(m)
+		for l, v := range x[32*j : 32*j+32] {
+			q := byte(0)
+			if step != 0 {
+				q = byte(max(0, min(15, math.Round(float64((v+off)/step)))))
+			}
+			qs[32*(j/2)+l] |= q << (4 * (j % 2))
+		}
+	}
+}
+
+// fitAffine returns scale >= 0 and offset >= 0 for which x ≈ scale·q −
+// offset with q = round((x+offset)/scale) in 0..top fits x best in least
+// squares: from ranges shrunk by a few factors, it alternates rounding q
+// and the least-squares line through (q, x), its intercept held at or
+// below 0.
+func fitAffine(x []float32, top int) (scale, offset float32) {
+	lo, hi := float64(x[0]), float64(x[0])
+	for _, v := range x {
+		lo, hi = math.Min(lo, float64(v)), math.Max(hi, float64(v))
+	}
+	lo = math.Min(lo, 0)
+	if hi <= lo {
+		return 0, float32(-lo)
+	}
+	n, t := float64(len(x)), float64(top)
+	bestErr := math.Inf(1)
+	q := make([]float64, len(x))
+	for _, shrink := range []float64{1, 0.95, 0.9, 0.85} {
+		a, b := (hi-lo)*shrink/t, lo // x ≈ a·q + b
+		for range 4 {
+			var sq, sx, sqq, sqx float64
+			for i, v := range x {
+				q[i] = math.Max(0, math.Min(t, math.Round((float64(v)-b)/a)))
+				sq += q[i]
+				sx += float64(v)
+				sqq += q[i] * q[i]
+				sqx += q[i] * float64(v)
+			}
+			var e float64
+			for i, v := range x {
+				r := float64(v) - (a*q[i] + b)
+				e += r * r
+			}
+			if e < bestErr {
+				bestErr, scale, offset = e, float32(a), float32(-b)
+			}
+			det := n*sqq - sq*sq
+			if det == 0 {
+				break
+			}
+			na := (n*sqx - sq*sx) / det
+			nb := (sx - na*sq) / n
+			if nb > 0 { // the min must not be negative: refit through 0
+				nb, na = 0, sqx/sqq
+			}
+			if !(na > 0) {
+				break
+			}
+			a, b = na, nb
+		}
+	}
+	return scale, offset
 }

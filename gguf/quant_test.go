@@ -32,6 +32,26 @@ func TestEncodeKnownBlocks(t *testing.T) {
 		ones[i] = 1
 	}
 	q6 := append(append(make([]byte, 192), bytes.Repeat([]byte{0x80}, 16)...), 0x00, 0x0c)
+	// Q4_K, each sub-block j of 32 holding 0..15 and then 0..15 again,
+	// times j+1: its scale is j+1 and its min 0 (exact), so d = 8/63
+	// (f16 0x3010 = 0.126953), dmin = 0, the 6-bit scales round((j+1)/d)
+	// = 8, 16, 24, 32 (31.5073), 39, 47, 55, 63, and every value q stays
+	// itself.
+	ramp := make([]float32, 256)
+	for i := range ramp {
+		ramp[i] = float32((i%32)%16) * float32(i/32+1)
+	}
+	q4k := []byte{0x10, 0x30, 0x00, 0x00}
+	// Scales 0..3 whole in bytes 0..3 with the top bits of scales 4..7
+	// (39, 47, 55, 63 >> 4 = 2, 2, 3, 3) above them; mins 0..3 in bytes
+	// 4..7 with the mins' top bits (0); bytes 8..11 the low nibbles of
+	// scales 4..7 (7, 15, 7, 15) and of their mins (0).
+	q4k = append(q4k, 8|2<<6, 16|2<<6, 24|3<<6, 32|3<<6, 0, 0, 0, 0, 7, 15, 7, 15)
+	for range 4 {
+		for l := range 32 {
+			q4k = append(q4k, byte(l%16)|byte(l%16)<<4)
+		}
+	}
 	cases := []struct {
 		name string
 		typ  GGMLType
@@ -41,6 +61,8 @@ func TestEncodeKnownBlocks(t *testing.T) {
 		{"q4_0", Q4_0, block, q4},
 		{"q6_k", Q6_K, ones, q6},
 		{"q6_k-zero", Q6_K, make([]float32, 256), make([]byte, 210)},
+		{"q4_k", Q4_K, ramp, q4k},
+		{"q4_k-zero", Q4_K, make([]float32, 256), make([]byte, 144)},
 		{"q8_0", Q8_0, block, q8},
 		// 0/-8 is -0 in C as in Go, so ggml stores the scale as f16 -0.
 		{"q4_0-zero", Q4_0, make([]float32, 32), append([]byte{0, 0x80}, bytes.Repeat([]byte{0x88}, 16)...)},
@@ -91,6 +113,11 @@ func TestEncodeRoundTrip(t *testing.T) {
 		// and the 8-bit scale is off by at most d/2 = amax/8192 per unit
 		// of the value's 6-bit integer (at most 32).
 		{Q6_K, func(v, amax float32) float64 { return float64(amax) * (1.0/62 + 32.0/8192 + 1.0/1024) }, 256},
+		// A step is at most a sub-block's range/15 (2·amax/15, the fit
+		// only narrows it), and the 6-bit scale and min are each off by at
+		// most half a unit of 1/63 of the super-block's largest: over 15
+		// steps and the min, 8/63 of the range (2·amax).
+		{Q4_K, func(v, amax float32) float64 { return float64(amax) * (1.0/15 + 16.0/63 + 1.0/512) }, 256},
 	}
 	for _, c := range cases {
 		enc, err := Encode(c.typ, x)
@@ -134,8 +161,9 @@ func TestEncodeErrors(t *testing.T) {
 		{"q8_0-partial-block", func() error { _, err := Encode(Q8_0, make([]float32, 31)); return err }},
 		{"q4_0-partial-block", func() error { _, err := Encode(Q4_0, make([]float32, 33)); return err }},
 		{"q6_k-partial-block", func() error { _, err := Encode(Q6_K, make([]float32, 128)); return err }},
-		{"q4_k-encode", func() error { _, err := Encode(Q4_K, make([]float32, 256)); return err }},
-		{"q4_k-decode", func() error { _, err := Decode(Q4_K, make([]byte, 144), 256); return err }},
+		{"q4_k-partial-block", func() error { _, err := Encode(Q4_K, make([]float32, 255)); return err }},
+		{"q5_k-encode", func() error { _, err := Encode(Q5_K, make([]float32, 256)); return err }},
+		{"q5_k-decode", func() error { _, err := Decode(Q5_K, make([]byte, 176), 256); return err }},
 		{"short", func() error { _, err := Decode(Q8_0, make([]byte, 33), 32); return err }},
 		{"negative", func() error { _, err := Decode(F32, nil, -1); return err }},
 	}
