@@ -17,8 +17,8 @@ import (
 // GGUFOptions controls ExportGGUF.
 type GGUFOptions struct {
 	// Type is the storage type of the weight matrices: gguf.F32 (the zero
-	// value), F16, BF16, Q8_0, Q6_K, Q4_K or Q4_0. The choice per tensor follows
-	// llama.cpp's quantize tool (see GGUFTensorType).
+	// value), F16, BF16, Q8_0, Q6_K, Q5_0, Q4_K or Q4_0. The choice per
+	// tensor follows llama.cpp's quantize tool (see GGUFTensorType).
 	Type gguf.GGMLType
 	// Name is general.name; "" means "minnow-<architecture>".
 	Name string
@@ -45,14 +45,14 @@ const ggufRopeFreqs = "rope_freqs.weight"
 // general.file_type holds.
 // Q4_K files are llama.cpp's Q4_K_S mix: every matrix Q4_K but the
 // output, in Q6_K.
-var fileTypes = map[gguf.GGMLType]uint32{gguf.F32: 0, gguf.F16: 1, gguf.Q4_0: 2, gguf.Q8_0: 7, gguf.Q4_K: 14, gguf.Q6_K: 18, gguf.BF16: 32}
+var fileTypes = map[gguf.GGMLType]uint32{gguf.F32: 0, gguf.F16: 1, gguf.Q4_0: 2, gguf.Q8_0: 7, gguf.Q5_0: 8, gguf.Q4_K: 14, gguf.Q6_K: 18, gguf.BF16: 32}
 
 // GGUFTypeNames lists the names ParseGGUFType takes, for messages.
-const GGUFTypeNames = "f32, f16, bf16, q8_0, q6_k, q4_k or q4_0"
+const GGUFTypeNames = "f32, f16, bf16, q8_0, q6_k, q5_0, q4_k or q4_0"
 
 // ParseGGUFType returns the tensor type named by s, case-insensitively:
-// "f32", "f16", "bf16", "q8_0", "q6_k", "q4_k" or "q4_0". It returns an
-// error for any other name.
+// "f32", "f16", "bf16", "q8_0", "q6_k", "q5_0", "q4_k" or "q4_0". It
+// returns an error for any other name.
 func ParseGGUFType(s string) (gguf.GGMLType, error) {
 	for t := range fileTypes {
 		if strings.EqualFold(t.String(), s) {
@@ -65,18 +65,18 @@ func ParseGGUFType(s string) (gguf.GGMLType, error) {
 // GGUFTensorType returns the type ExportGGUF stores a tensor in when
 // asked for want, following llama.cpp's quantize tool
 // (llama_tensor_get_type): tensors of one dimension (norms, biases, rope
-// factors) stay F32; other tensors take want, except that with Q4_0 or
-// Q4_K the output matrix (or the token embedding, which serves as output
-// when tied) gets Q6_K. A tensor whose rows are not a whole number of the
-// type's blocks falls back: Q6_K (256-element blocks) to Q8_0 as
-// llama.cpp's quantizer does, Q4_K to Q4_0 (llama.cpp picks Q5_0, which
-// minnow does not write), and a 32-element block type to F16.
+// factors) stay F32; other tensors take want, except that with Q5_0, Q4_K
+// or Q4_0 the output matrix (or the token embedding, which serves as
+// output when tied) gets Q6_K. A tensor whose rows are not a whole number
+// of the type's blocks falls back as llama.cpp's quantizer does: Q6_K
+// (256-element blocks) to Q8_0, Q4_K to Q5_0, and a 32-element block type
+// to F16.
 func GGUFTensorType(name string, dims []uint64, want gguf.GGMLType, tied bool) gguf.GGMLType {
 	if len(dims) < 2 {
 		return gguf.F32
 	}
 	t := want
-	if (want == gguf.Q4_0 || want == gguf.Q4_K) && (name == "output.weight" || tied && name == "token_embd.weight") {
+	if (want == gguf.Q4_0 || want == gguf.Q5_0 || want == gguf.Q4_K) && (name == "output.weight" || tied && name == "token_embd.weight") {
 		t = gguf.Q6_K
 	}
 	fits := func(t gguf.GGMLType) bool {
@@ -87,7 +87,7 @@ func GGUFTensorType(name string, dims []uint64, want gguf.GGMLType, tied bool) g
 	case t == gguf.Q6_K && !fits(t):
 		t = gguf.Q8_0
 	case t == gguf.Q4_K && !fits(t):
-		t = gguf.Q4_0
+		t = gguf.Q5_0
 	}
 	if !fits(t) {
 		t = gguf.F16
@@ -162,7 +162,7 @@ func buildGGUF(m model.Model, vocab *tokenizer.Vocab, opt GGUFOptions) (gguf.Met
 		{Key: "general.name", Value: name},
 		{Key: "general.file_type", Value: ftype},
 	}
-	if opt.Type == gguf.Q8_0 || opt.Type == gguf.Q4_0 || opt.Type == gguf.Q6_K || opt.Type == gguf.Q4_K {
+	if bs, _ := opt.Type.BlockSize(); bs > 1 {
 		// GGML_QNT_VERSION: the block formats' revision.
 		md = append(md, gguf.KV{Key: "general.quantization_version", Value: uint32(2)})
 	}

@@ -233,9 +233,9 @@ func TestGGUFExportLlamaCpp(t *testing.T) {
 		for _, off := range []int{3, 17, 40} {
 			prompts = append(prompts, ids[off:off+8])
 		}
-		types := []gguf.GGMLType{gguf.F32, gguf.F16, gguf.BF16, gguf.Q8_0, gguf.Q4_0}
+		types := []gguf.GGMLType{gguf.F32, gguf.F16, gguf.BF16, gguf.Q8_0, gguf.Q5_0, gguf.Q4_0}
 		if c.cfg.HiddenSize%256 == 0 {
-			types = append(types, gguf.Q6_K, gguf.Q4_K) // narrower models fall back to Q8_0 and Q4_0
+			types = append(types, gguf.Q6_K, gguf.Q4_K) // narrower models fall back to Q8_0 and Q5_0
 		}
 		add(c, trained, v, "trained", prompts, types...)
 	}

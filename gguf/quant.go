@@ -11,7 +11,9 @@ import (
 // Block layouts as ggml-common.h defines them. Q8_0 is a float16 scale
 // followed by 32 signed bytes; Q4_0 a float16 scale followed by 16 bytes
 // whose low nibbles hold elements 0..15 and high nibbles elements 16..31,
-// each stored with an offset of 8. Q6_K is a super-block of 256 elements
+// each stored with an offset of 8. Q5_0 is Q4_0 with a fifth bit per
+// value, bit j of a little-endian uint32 after the scale holding element
+// j's, and an offset of 16. Q6_K is a super-block of 256 elements
 // in 16 sub-blocks of 16, each with a signed 8-bit scale, holding 6-bit
 // values with an offset of 32: their low 4 bits in ql (128 bytes), their
 // high 2 bits in qh (64 bytes), then the 16 scales and a float16 factor
@@ -27,18 +29,19 @@ import (
 const (
 	qk8_0    = 32
 	qk4_0    = 32
+	qk5_0    = 32
 	q6KBytes = 128 + 64 + 16 + 2
 	q4KBytes = 2 + 2 + 12 + 128
 )
 
 // encodableTypes lists the types Encode and Decode handle, for messages.
-const encodableTypes = "F32, F16, BF16, Q8_0, Q4_0, Q6_K, Q4_K"
+const encodableTypes = "F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q6_K, Q4_K"
 
 // Encodable reports whether Encode and Decode handle the type: F32, F16,
-// BF16, Q8_0, Q4_0, Q6_K and Q4_K.
+// BF16, Q8_0, Q5_0, Q4_0, Q6_K and Q4_K.
 func (t GGMLType) Encodable() bool {
 	switch t {
-	case F32, F16, BF16, Q8_0, Q4_0, Q6_K, Q4_K:
+	case F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q6_K, Q4_K:
 		return true
 	}
 	return false
@@ -47,9 +50,9 @@ func (t GGMLType) Encodable() bool {
 // Encode converts src, a tensor's elements in GGUF order (innermost
 // dimension fastest), to the raw bytes of type t exactly as ggml's
 // reference quantizers (quantize_row_*_ref) and its float16 and bfloat16
-// conversions produce them: F16 and BF16 round to nearest even, Q8_0 and
-// Q4_0 quantize each block of 32 as the package documentation of those
-// constants describes. Q6_K and Q4_K are our own quantizers of ggml's
+// conversions produce them: F16 and BF16 round to nearest even, Q8_0,
+// Q5_0 and Q4_0 quantize each block of 32 as the package documentation of
+// those constants describes. Q6_K and Q4_K are our own quantizers of ggml's
 // layouts (see quantizeQ6K and quantizeQ4K), so their bytes may differ
 // from llama.cpp's for the same values. It returns an error when t is not
 // Encodable or, for a block type, len(src) is not a multiple of its block
@@ -88,6 +91,16 @@ func Encode(t GGMLType, src []float32) ([]byte, error) {
 		out := make([]byte, len(src)/qk4_0*(2+qk4_0/2))
 		for b := range len(src) / qk4_0 {
 			quantizeQ4_0(out[b*(2+qk4_0/2):(b+1)*(2+qk4_0/2)], src[b*qk4_0:(b+1)*qk4_0])
+		}
+		return out, nil
+	case Q5_0:
+		if len(src)%qk5_0 != 0 {
+			return nil, fmt.Errorf("gguf: Q5_0 needs a multiple of %d values, got %d", qk5_0, len(src))
+		}
+		const size = 2 + 4 + qk5_0/2
+		out := make([]byte, len(src)/qk5_0*size)
+		for b := range len(src) / qk5_0 {
+			quantizeQ5_0(out[b*size:(b+1)*size], src[b*qk5_0:(b+1)*qk5_0])
 		}
 		return out, nil
 	case Q6_K:
@@ -242,6 +255,34 @@ func quantizeQ4_0(dst []byte, x []float32) {
 	}
 }
 
+// quantizeQ5_0 is ggml's quantize_row_q5_0_ref for one block: as Q4_0,
+// the value of largest magnitude, with its sign, maps to -16, and values
+// truncate after adding 16.5 and clamp at 31; the fifth bits go to qh.
+func quantizeQ5_0(dst []byte, x []float32) {
+	var amax, vmax float32
+	for _, v := range x {
+		if a := float32(math.Abs(float64(v))); amax < a {
+			amax, vmax = a, v
+		}
+	}
+	d := vmax / -16
+	var id float32
+	if d != 0 {
+		id = 1 / d
+	}
+	binary.LittleEndian.PutUint16(dst, tensor.F16FromFloat32(d))
+	q := func(v float32) uint32 {
+		return uint32(min(int8(float32(float32(v*id)+16.5)), 31))
+	}
+	var qh uint32
+	for j := range qk5_0 / 2 {
+		lo, hi := q(x[j]), q(x[qk5_0/2+j])
+		dst[6+j] = byte(lo&0x0f) | byte(hi&0x0f)<<4
+		qh |= (lo>>4)<<j | (hi>>4)<<(j+qk5_0/2)
+	}
+	binary.LittleEndian.PutUint32(dst[2:], qh)
+}
+
 // Decode converts n elements of type t from src, raw tensor bytes, to
 // float32 as ggml's dequantize_row_* and float conversions do. It returns
 // an error when t is not Encodable, n is negative or not a multiple of
@@ -290,6 +331,20 @@ func Decode(t GGMLType, src []byte, n int) ([]float32, error) {
 				q := blk[2+j]
 				out[b*qk4_0+j] = float32(int(q&0x0f)-8) * d
 				out[b*qk4_0+qk4_0/2+j] = float32(int(q>>4)-8) * d
+			}
+		}
+	case Q5_0:
+		const size = 2 + 4 + qk5_0/2
+		for b := range n / qk5_0 {
+			blk := src[b*size:]
+			d := tensor.F16ToFloat32(binary.LittleEndian.Uint16(blk))
+			qh := binary.LittleEndian.Uint32(blk[2:])
+			for j := range qk5_0 / 2 {
+				q := blk[6+j]
+				lo := int(q&0x0f) | int(qh>>j&1)<<4
+				hi := int(q>>4) | int(qh>>(j+qk5_0/2)&1)<<4
+				out[b*qk5_0+j] = float32(lo-16) * d
+				out[b*qk5_0+qk5_0/2+j] = float32(hi-16) * d
 			}
 		}
 	case Q4_K:

@@ -20,6 +20,10 @@ func TestEncodeKnownBlocks(t *testing.T) {
 	for range 15 {
 		q4 = append(q4, 0xcc) // 1/0.25+8.5 = 12.5 -> 12 in both nibbles
 	}
+	// Q5_0: d = -2/-16 = 0.125 (f16 0x3000); -2 -> 0.5 -> 0, and each 1
+	// -> 8+16.5 -> 24 = 0b11000: low nibble 8, fifth bit set for elements
+	// 1..31.
+	q5 := append([]byte{0x00, 0x30, 0xfe, 0xff, 0xff, 0xff, 0x80}, bytes.Repeat([]byte{0x88}, 15)...)
 	q8 := []byte{0x08, 0x24, 0x81} // d = 2/127 (f16 0x2408); -2 -> -127
 	for range 31 {
 		q8 = append(q8, 0x40) // 63.5 rounds away from zero to 64
@@ -59,6 +63,7 @@ func TestEncodeKnownBlocks(t *testing.T) {
 		want []byte
 	}{
 		{"q4_0", Q4_0, block, q4},
+		{"q5_0", Q5_0, block, q5},
 		{"q6_k", Q6_K, ones, q6},
 		{"q6_k-zero", Q6_K, make([]float32, 256), make([]byte, 210)},
 		{"q4_k", Q4_K, ramp, q4k},
@@ -85,8 +90,9 @@ func TestEncodeKnownBlocks(t *testing.T) {
 
 // TestEncodeRoundTrip checks that Decode(Encode(x)) stays within each
 // type's error bound on random data: exact for F32, half an ulp for the
-// float types, half a step for Q8_0, one step for Q4_0, whose value of
-// largest magnitude of the opposite sign is clamped from 8 steps to 7, and
+// float types, half a step for Q8_0, one step for Q4_0 and Q5_0, whose
+// value of largest magnitude of the opposite sign is clamped from 8 (16)
+// steps to 7 (15), and
 // for Q6_K half a step of a sub-block plus the rounding of its 8-bit
 // scale, which is relative to the whole super-block's largest magnitude.
 func TestEncodeRoundTrip(t *testing.T) {
@@ -109,6 +115,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 		// The f16 scale adds a relative error of 2^-11 on top of the step.
 		{Q8_0, func(v, amax float32) float64 { return float64(amax) * (1.0/254 + 1.0/1024) }, 0},
 		{Q4_0, func(v, amax float32) float64 { return float64(amax) * (1.0/8 + 1.0/1024) }, 0},
+		{Q5_0, func(v, amax float32) float64 { return float64(amax) * (1.0/16 + 1.0/1024) }, 0},
 		// A step is at most amax/31 (the fitted scale may exceed amax/32),
 		// and the 8-bit scale is off by at most d/2 = amax/8192 per unit
 		// of the value's 6-bit integer (at most 32).
@@ -160,6 +167,7 @@ func TestEncodeErrors(t *testing.T) {
 	}{
 		{"q8_0-partial-block", func() error { _, err := Encode(Q8_0, make([]float32, 31)); return err }},
 		{"q4_0-partial-block", func() error { _, err := Encode(Q4_0, make([]float32, 33)); return err }},
+		{"q5_0-partial-block", func() error { _, err := Encode(Q5_0, make([]float32, 48)); return err }},
 		{"q6_k-partial-block", func() error { _, err := Encode(Q6_K, make([]float32, 128)); return err }},
 		{"q4_k-partial-block", func() error { _, err := Encode(Q4_K, make([]float32, 255)); return err }},
 		{"q5_k-encode", func() error { _, err := Encode(Q5_K, make([]float32, 256)); return err }},

@@ -20,7 +20,7 @@ import (
 // that llama.cpp and ollama load.
 type ExportSpec struct {
 	// GGUF is the tensor type: f32, f16 (the default), bf16, q8_0, q6_k,
-	// q4_k or q4_0.
+	// q5_0, q4_k or q4_0.
 	GGUF string `yaml:"gguf"`
 	// File is the output path; empty means model-<type>.gguf in the run
 	// directory, and a relative path is taken in the run directory.

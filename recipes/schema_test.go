@@ -229,7 +229,7 @@ func TestValidateRules(t *testing.T) {
 		{"soft-prompt-export", "name: t", "name: t\nsoft_prompt: {}\nexport: {}", "export: llama.cpp cannot read a soft prompt"},
 		{"export-ok", "name: t", "name: t\nexport: {gguf: q4_0}", ""},
 		{"export-adapter-needs-lora", "name: t", "name: t\nexport: {adapter: true}", "export.adapter: true is out of range (allowed: false unless the recipe trains LoRA adapters"},
-		{"export-type", "name: t", "name: t\nexport: {gguf: q5_k}", "export.gguf: q5_k is out of range (allowed: f32, f16, bf16, q8_0, q6_k, q4_k or q4_0)"},
+		{"export-type", "name: t", "name: t\nexport: {gguf: q5_k}", "export.gguf: q5_k is out of range (allowed: f32, f16, bf16, q8_0, q6_k, q5_0, q4_k or q4_0)"},
 		{"wrong-type-bool", "  shuffle: true", "  shuffle: maybe", `data.shuffle: "maybe" has the wrong type (allowed: true or false)`},
 		{"wrong-type-list", "special: [\"<|endoftext|>\"]", "special: 3", `tokenizer.train.special: "3" has the wrong type (allowed: a list of strings)`},
 		{"wrong-type-string", "name: t", "name: [t]", "line 1: name: a list has the wrong type (allowed: a string)"},
