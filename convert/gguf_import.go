@@ -16,10 +16,11 @@ import (
 // float32 minnow model on be and its vocabulary. Tensors of type F32,
 // F16, BF16, Q8_0, Q6_K, Q5_0, Q4_K and Q4_0 are decoded to float32 as
 // ggml dequantises them. The config comes from minnow.config when present
-// (minnow's own files), else from llama.cpp's keys. It returns an error when the file
-// cannot be read, the architecture, a tensor type or rope scaling stored
-// only as rope_freqs.weight is unsupported, a weight is missing, has the
-// wrong shape or is left over, or the vocabulary is invalid.
+// (minnow's own files), else from llama.cpp's keys. It returns an error
+// when the file cannot be read, the architecture, a tensor type or rope
+// scaling stored only as rope_freqs.weight is unsupported, a weight is
+// missing, has the wrong shape or is left over, or the vocabulary is
+// invalid.
 func ImportGGUF(path string, be tensor.Backend) (model.Model, *tokenizer.Vocab, error) {
 	f, err := gguf.Open(path)
 	if err != nil {
