@@ -31,6 +31,7 @@ test-long: test
 bench: deps deps-node
 	$(GO) run ./cmd/minnow bench core
 	$(GO) run ./cmd/minnow bench tokenize --compare
+	$(GO) test ./gguf -run '^$$' -bench Encode -benchtime 3x
 
 ifndef DEMO_DIR
 DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
