@@ -135,13 +135,10 @@ func Encode(t GGMLType, src []float32) ([]byte, error) {
 // against the stored scales.
 func quantizeQ6K(dst []byte, x []float32) {
 	var scales [superBlock / 16]float32
-	var maxScale, maxAbs float32
 	for j := range scales {
 		scales[j] = fitScale(x[16*j:16*j+16], -32, 31)
-		if a := float32(math.Abs(float64(scales[j]))); a > maxAbs {
-			maxAbs, maxScale = a, scales[j]
-		}
 	}
+	maxAbs, maxScale := signedMax(scales[:])
 	clear(dst)
 	ql, qh, sc := dst[:128], dst[128:192], dst[192:208]
 	if maxAbs == 0 {
@@ -178,12 +175,7 @@ func quantizeQ6K(dst []byte, x []float32) {
 // Σlx/Σl², whose squared error Σx² − (Σlx)²/Σl² is least where
 // (Σlx)²/Σl² is largest.
 func fitScale(x []float32, lo, hi int) float32 {
-	var amax, vmax float32
-	for _, v := range x {
-		if a := float32(math.Abs(float64(v))); a > amax {
-			amax, vmax = a, v
-		}
-	}
+	amax, vmax := signedMax(x)
 	if amax == 0 {
 		return 0
 	}
@@ -227,18 +219,7 @@ func quantizeQ8_0(dst []byte, x []float32) {
 // asymmetric range -8..7 covers it exactly; values then truncate toward
 // zero after adding 8.5 (rounding to nearest) and clamp at 15.
 func quantizeQ4_0(dst []byte, x []float32) {
-	var amax, vmax float32
-	for _, v := range x {
-		if a := float32(math.Abs(float64(v))); amax < a {
-			amax, vmax = a, v
-		}
-	}
-	d := vmax / -8
-	var id float32
-	if d != 0 {
-		id = 1 / d
-	}
-	binary.LittleEndian.PutUint16(dst, tensor.F16FromFloat32(d))
+	id := putSignedScale(dst, x, 8)
 	nib := func(v float32) byte {
 		// The conversion truncates as C's (int8_t) cast does; the sum is
 		// rounded to float32 first so no fused multiply-add changes it.
@@ -248,6 +229,31 @@ func quantizeQ4_0(dst []byte, x []float32) {
 	for j := range qk4_0 / 2 {
 		dst[2+j] = nib(x[j]) | nib(x[qk4_0/2+j])<<4
 	}
+}
+
+// signedMax returns the largest magnitude in x and the (first) value
+// that has it, with its sign.
+func signedMax(x []float32) (amax, vmax float32) {
+	for _, v := range x {
+		if a := float32(math.Abs(float64(v))); amax < a {
+			amax, vmax = a, v
+		}
+	}
+	return amax, vmax
+}
+
+// putSignedScale writes to dst, as float16, the scale d of Q4_0 and Q5_0
+// (levels 8 and 16) that maps x's value of largest magnitude, with its
+// sign, to -levels, and returns 1/d (0 for an all-zero block), computed
+// in float32 as ggml does.
+func putSignedScale(dst []byte, x []float32, levels float32) (id float32) {
+	_, vmax := signedMax(x)
+	d := vmax / -levels
+	if d != 0 {
+		id = 1 / d
+	}
+	binary.LittleEndian.PutUint16(dst, tensor.F16FromFloat32(d))
+	return id
 }
 
 // eachBlock calls f for blocks 0..n-1, in contiguous runs on up to
@@ -271,18 +277,7 @@ func eachBlock(n int, f func(b int)) {
 // the value of largest magnitude, with its sign, maps to -16, and values
 // truncate after adding 16.5 and clamp at 31; the fifth bits go to qh.
 func quantizeQ5_0(dst []byte, x []float32) {
-	var amax, vmax float32
-	for _, v := range x {
-		if a := float32(math.Abs(float64(v))); amax < a {
-			amax, vmax = a, v
-		}
-	}
-	d := vmax / -16
-	var id float32
-	if d != 0 {
-		id = 1 / d
-	}
-	binary.LittleEndian.PutUint16(dst, tensor.F16FromFloat32(d))
+	id := putSignedScale(dst, x, 16)
 	q := func(v float32) uint32 {
 		return uint32(min(int8(float32(float32(v*id)+16.5)), 31))
 	}
