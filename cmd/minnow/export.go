@@ -3,8 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -77,7 +79,28 @@ func exportGGUF(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "wrote %s (%s, %s weights, %d tensors)\n", out, humanBytes(info.Size()), typ, len(m.Params()))
+	// Types fall back where blocks do not fit (see convert.GGUFTensorType),
+	// so the file's own table says what was written.
+	f, err := gguf.Open(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	counts := map[gguf.GGMLType]int{}
+	for _, t := range f.Tensors {
+		counts[t.Type]++
+	}
+	types := slices.SortedFunc(maps.Keys(counts), func(a, b gguf.GGMLType) int {
+		if counts[a] != counts[b] {
+			return counts[b] - counts[a]
+		}
+		return int(a) - int(b)
+	})
+	var parts []string
+	for _, t := range types {
+		parts = append(parts, fmt.Sprintf("%d %s", counts[t], t))
+	}
+	fmt.Fprintf(c.App.Writer, "wrote %s (%s, %s weights; tensors: %s)\n", out, humanBytes(info.Size()), typ, strings.Join(parts, ", "))
 	return nil
 }
 

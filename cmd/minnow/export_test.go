@@ -80,6 +80,10 @@ func TestExportInspect(t *testing.T) {
 		{"q8_0-file", []string{"export", "gguf", "--checkpoint", ckFile[0], "--type", "q8_0", "--out", out}, 0, "Q8_0 weights"},
 		{"q4_0-template", []string{"export", "gguf", "--checkpoint", run, "--type", "Q4_0", "--out", out, "--chat-template", tmpl}, 0, "Q4_0 weights"},
 		{"inspect", []string{"inspect", out}, 0, "blk.0.attn_q.weight"},
+		// Rows narrower than Q4_K's 256-value blocks fall back to Q5_0, and
+		// the message counts what the file holds.
+		{"q4_k-fallback", []string{"export", "gguf", "--checkpoint", run, "--type", "q4_k", "--out", out}, 0, "Q4_K weights; tensors: "},
+		{"q4_k-fallback-types", []string{"export", "gguf", "--checkpoint", run, "--type", "q4_k", "--out", out}, 0, " Q5_0"},
 		{"bad-type", []string{"export", "gguf", "--checkpoint", run, "--type", "q5_k", "--out", out}, 2, "unknown GGUF type"},
 		{"no-checkpoint", []string{"export", "gguf", "--checkpoint", filepath.Join(run, "none"), "--out", out}, 2, "none"},
 		{"no-out", []string{"export", "gguf", "--checkpoint", run}, 2, "out"},
@@ -101,7 +105,8 @@ func TestExportInspect(t *testing.T) {
 			}
 		}
 	}
-	// The last export (Q4_0) reads back into the same architecture.
+	// The last export (Q4_K, fallen back to Q5_0 and Q8_0) reads back into
+	// the same architecture.
 	back, _, err := convert.ImportGGUF(out, cpu.New(1))
 	if err != nil {
 		t.Fatal(err)
