@@ -67,20 +67,28 @@ func TestBuiltinParses(t *testing.T) {
 
 // TestRunResumes trains a tiny model on Tiny Shakespeare, then runs the
 // same recipe with more steps and checks that it resumes.
+// runnable parses src, sets its run directory to out and validates it,
+// failing t on any error.
+func runnable(t *testing.T, src, out string) *Recipe {
+	t.Helper()
+	r, err := Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Out = out
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func TestRunResumes(t *testing.T) {
 	dataDir := os.Getenv("MINNOW_DATA")
 	if dataDir == "" {
 		t.Skip("MINNOW_DATA is not set")
 	}
 	src := strings.Replace(base, "TEXT", "${MINNOW_DATA}/text/tinyshakespeare/input.txt", 1)
-	r, err := Parse([]byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Out = t.TempDir()
-	if err := r.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	r := runnable(t, src, t.TempDir())
 	be := cpu.New(2)
 	var losses []float64
 	sum, err := Run(context.Background(), be, r, func(p Progress) { losses = append(losses, p.Loss) })

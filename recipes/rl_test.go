@@ -28,14 +28,7 @@ tokenizer:
 data: {arith: {n: 300, max_digits: 2}, batch: 4, seq: 64, shuffle: true}
 train: {steps: 10, schedule: {kind: constant, peak_lr: 0.01}}
 `
-	r, err := Parse([]byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Out = filepath.Join(t.TempDir(), "base")
-	if err := r.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	r := runnable(t, src, filepath.Join(t.TempDir(), "base"))
 	if _, err := Run(context.Background(), cpu.New(1), r, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -125,14 +118,7 @@ func TestRLMethodsResumeExactly(t *testing.T) {
 		t.Run(c.method, func(t *testing.T) {
 			src := strings.ReplaceAll(c.src, "BASE", base)
 			run := func(dir string, stopAt int) (Summary, error) {
-				r, err := Parse([]byte(src))
-				if err != nil {
-					t.Fatal(err)
-				}
-				r.Out = dir
-				if err := r.Validate(); err != nil {
-					t.Fatal(err)
-				}
+				r := runnable(t, src, dir)
 				ctx, cancel := context.WithCancel(context.Background())
 				defer cancel()
 				return Run(ctx, be, r, func(p Progress) {
@@ -238,16 +224,9 @@ func checkThinkingControls(t *testing.T, dir string, sum Summary) {
 func TestTLDRBudgetCloseFailsEarly(t *testing.T) {
 	src := strings.ReplaceAll(rlRecipes[1].src, "BASE", rlBase(t))
 	src = strings.Replace(src, `budget_close: "\n####"`, `budget_close: "zz"`, 1)
-	r, err := Parse([]byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Out = t.TempDir()
-	if err := r.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	r := runnable(t, src, t.TempDir())
 	steps := 0
-	_, err = Run(context.Background(), cpu.New(1), r, func(p Progress) { steps = max(steps, p.Step) })
+	_, err := Run(context.Background(), cpu.New(1), r, func(p Progress) { steps = max(steps, p.Step) })
 	if err == nil || !strings.Contains(err.Error(), "tldr.budget_close") || steps > 0 {
 		t.Fatalf("error %v after %d steps, want a tldr.budget_close error before step 1", err, steps)
 	}
@@ -362,14 +341,7 @@ grpo:
   eval: {prompts: 3}
 train: {steps: 2, schedule: {kind: constant, peak_lr: 0.001}}
 `
-		r, err := Parse([]byte(src))
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Out = filepath.Join(t.TempDir(), "run")
-		if err := r.Validate(); err != nil {
-			t.Fatal(err)
-		}
+		r := runnable(t, src, filepath.Join(t.TempDir(), "run"))
 		sum, err := Run(context.Background(), cpu.New(1), r, nil)
 		switch {
 		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):

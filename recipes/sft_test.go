@@ -325,14 +325,7 @@ func TestSFTRecipe(t *testing.T) {
 	if os.Getenv("MINNOW_DATA") == "" {
 		t.Skip("MINNOW_DATA is not set; the recipe uses the GPT-2 vocabulary")
 	}
-	r, err := Parse([]byte(strings.Replace(sftBase, "JSONL", writeSFTData(t), 1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Out = t.TempDir()
-	if err := r.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	r := runnable(t, strings.Replace(sftBase, "JSONL", writeSFTData(t), 1), t.TempDir())
 	var losses []float64
 	sum, err := Run(context.Background(), cpu.New(2), r, func(p Progress) { losses = append(losses, p.Loss) })
 	if err != nil {
