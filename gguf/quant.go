@@ -29,12 +29,31 @@ import (
 // values, where each group of 64 holds sub-block 2g in the low nibbles of
 // its 32 bytes and sub-block 2g+1 in the high ones.
 const (
-	qk8_0    = 32
-	qk4_0    = 32
-	qk5_0    = 32
-	q6KBytes = 128 + 64 + 16 + 2
-	q4KBytes = 2 + 2 + 12 + 128
+	qk8_0 = 32
+	qk4_0 = 32
+	qk5_0 = 32
 )
+
+// blockCodecs quantize one block of each block type Encode writes
+// (values in GGUF order to the block's bytes) and dequantize one as
+// ggml's dequantize_row_* does.
+var blockCodecs = map[GGMLType]struct {
+	encode func(dst []byte, x []float32)
+	decode func(y []float32, blk []byte)
+}{
+	Q8_0: {quantizeQ8_0, dequantizeQ8_0},
+	Q5_0: {quantizeQ5_0, dequantizeQ5_0},
+	Q4_0: {quantizeQ4_0, dequantizeQ4_0},
+	Q6_K: {quantizeQ6K, dequantizeQ6K},
+	Q4_K: {quantizeQ4K, dequantizeQ4K},
+}
+
+// blockShape returns the values and bytes of one block of t, a type of
+// the package's table.
+func blockShape(t GGMLType) (values, bytes int) {
+	tr := ggmlTypes[t]
+	return int(tr.blockSize), int(tr.blockBytes)
+}
 
 // encodableTypes lists the types Encode and Decode handle, for messages.
 const encodableTypes = "F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q6_K, Q4_K"
@@ -42,11 +61,8 @@ const encodableTypes = "F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q6_K, Q4_K"
 // Encodable reports whether Encode and Decode handle the type: F32, F16,
 // BF16, Q8_0, Q5_0, Q4_0, Q6_K and Q4_K.
 func (t GGMLType) Encodable() bool {
-	switch t {
-	case F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q6_K, Q4_K:
-		return true
-	}
-	return false
+	_, block := blockCodecs[t]
+	return block || t == F32 || t == F16 || t == BF16
 }
 
 // Encode converts src, a tensor's elements in GGUF order (innermost
@@ -77,51 +93,14 @@ func Encode(t GGMLType, src []float32) ([]byte, error) {
 			binary.LittleEndian.PutUint16(out[2*i:], conv(x))
 		}
 		return out, nil
-	case Q8_0:
-		if len(src)%qk8_0 != 0 {
-			return nil, fmt.Errorf("gguf: Q8_0 needs a multiple of %d values, got %d", qk8_0, len(src))
+	}
+	if c, ok := blockCodecs[t]; ok {
+		n, size := blockShape(t)
+		if len(src)%n != 0 {
+			return nil, fmt.Errorf("gguf: %s needs a multiple of %d values, got %d", t, n, len(src))
 		}
-		out := make([]byte, len(src)/qk8_0*(2+qk8_0))
-		for b := range len(src) / qk8_0 {
-			quantizeQ8_0(out[b*(2+qk8_0):(b+1)*(2+qk8_0)], src[b*qk8_0:(b+1)*qk8_0])
-		}
-		return out, nil
-	case Q4_0:
-		if len(src)%qk4_0 != 0 {
-			return nil, fmt.Errorf("gguf: Q4_0 needs a multiple of %d values, got %d", qk4_0, len(src))
-		}
-		out := make([]byte, len(src)/qk4_0*(2+qk4_0/2))
-		for b := range len(src) / qk4_0 {
-			quantizeQ4_0(out[b*(2+qk4_0/2):(b+1)*(2+qk4_0/2)], src[b*qk4_0:(b+1)*qk4_0])
-		}
-		return out, nil
-	case Q5_0:
-		if len(src)%qk5_0 != 0 {
-			return nil, fmt.Errorf("gguf: Q5_0 needs a multiple of %d values, got %d", qk5_0, len(src))
-		}
-		const size = 2 + 4 + qk5_0/2
-		out := make([]byte, len(src)/qk5_0*size)
-		for b := range len(src) / qk5_0 {
-			quantizeQ5_0(out[b*size:(b+1)*size], src[b*qk5_0:(b+1)*qk5_0])
-		}
-		return out, nil
-	case Q6_K:
-		if len(src)%superBlock != 0 {
-			return nil, fmt.Errorf("gguf: Q6_K needs a multiple of %d values, got %d", superBlock, len(src))
-		}
-		out := make([]byte, len(src)/superBlock*q6KBytes)
-		eachBlock(len(src)/superBlock, func(b int) {
-			quantizeQ6K(out[b*q6KBytes:(b+1)*q6KBytes], src[b*superBlock:(b+1)*superBlock])
-		})
-		return out, nil
-	case Q4_K:
-		if len(src)%superBlock != 0 {
-			return nil, fmt.Errorf("gguf: Q4_K needs a multiple of %d values, got %d", superBlock, len(src))
-		}
-		out := make([]byte, len(src)/superBlock*q4KBytes)
-		eachBlock(len(src)/superBlock, func(b int) {
-			quantizeQ4K(out[b*q4KBytes:(b+1)*q4KBytes], src[b*superBlock:(b+1)*superBlock])
-		})
+		out := make([]byte, len(src)/n*size)
+		eachBlock(len(src)/n, func(b int) { c.encode(out[b*size:(b+1)*size], src[b*n:(b+1)*n]) })
 		return out, nil
 	}
 	return nil, fmt.Errorf("gguf: cannot encode tensor type %s (supported: %s)", t, encodableTypes)
@@ -257,9 +236,9 @@ func putSignedScale(dst []byte, x []float32, levels float32) (id float32) {
 }
 
 // eachBlock calls f for blocks 0..n-1, in contiguous runs on up to
-// GOMAXPROCS goroutines: the k-quants' fitted scales cost about 40 times
-// a legacy block's quantization, which at export is minutes for a 1B
-// model on one core.
+// GOMAXPROCS goroutines, at least 64 blocks each: the k-quants' fitted
+// scales cost over ten times a legacy block's quantization, which at
+// export is minutes for a 1B model on one core.
 func eachBlock(n int, f func(b int)) {
 	workers := min(runtime.GOMAXPROCS(0), max(1, n/64))
 	var wg sync.WaitGroup
@@ -322,79 +301,11 @@ func Decode(t GGMLType, src []byte, n int) ([]float32, error) {
 		for i := range out {
 			out[i] = tensor.BF16ToFloat32(binary.LittleEndian.Uint16(src[2*i:]))
 		}
-	case Q8_0:
-		for b := range n / qk8_0 {
-			blk := src[b*(2+qk8_0):]
-			d := tensor.F16ToFloat32(binary.LittleEndian.Uint16(blk))
-			for j := range qk8_0 {
-				out[b*qk8_0+j] = float32(int8(blk[2+j])) * d
-			}
-		}
-	case Q4_0:
-		for b := range n / qk4_0 {
-			blk := src[b*(2+qk4_0/2):]
-			d := tensor.F16ToFloat32(binary.LittleEndian.Uint16(blk))
-			for j := range qk4_0 / 2 {
-				q := blk[2+j]
-				out[b*qk4_0+j] = float32(int(q&0x0f)-8) * d
-				out[b*qk4_0+qk4_0/2+j] = float32(int(q>>4)-8) * d
-			}
-		}
-	case Q5_0:
-		const size = 2 + 4 + qk5_0/2
-		for b := range n / qk5_0 {
-			blk := src[b*size:]
-			d := tensor.F16ToFloat32(binary.LittleEndian.Uint16(blk))
-			qh := binary.LittleEndian.Uint32(blk[2:])
-			for j := range qk5_0 / 2 {
-				q := blk[6+j]
-				lo := int(q&0x0f) | int(qh>>j&1)<<4
-				hi := int(q>>4) | int(qh>>(j+qk5_0/2)&1)<<4
-				out[b*qk5_0+j] = float32(lo-16) * d
-				out[b*qk5_0+qk5_0/2+j] = float32(hi-16) * d
-			}
-		}
-	case Q4_K:
-		for b := range n / superBlock {
-			blk := src[b*q4KBytes : (b+1)*q4KBytes]
-			d := tensor.F16ToFloat32(binary.LittleEndian.Uint16(blk))
-			dmin := tensor.F16ToFloat32(binary.LittleEndian.Uint16(blk[2:]))
-			packed, qs := blk[4:16], blk[16:]
-			y := out[b*superBlock : (b+1)*superBlock]
-			for j := range 8 {
-				sc, m := q4KScaleMin(packed, j)
-				scale, offset := d*float32(sc), dmin*float32(m)
-				group := qs[32*(j/2) : 32*(j/2)+32]
-				for l, q := range group {
-					if j%2 == 1 {
-						q >>= 4
-					}
-					y[32*j+l] = scale*float32(q&0x0f) - offset
-				}
-			}
-		}
-	case Q6_K:
-		for b := range n / superBlock {
-			blk := src[b*q6KBytes : (b+1)*q6KBytes]
-			ql, qh, sc := blk[:128], blk[128:192], blk[192:208]
-			d := tensor.F16ToFloat32(binary.LittleEndian.Uint16(blk[208:]))
-			y := out[b*superBlock : (b+1)*superBlock]
-			for half := range 2 {
-				for r := range 32 {
-					h := qh[32*half+r]
-					lo, hi := ql[64*half+r], ql[64*half+r+32]
-					vals := [4]int{
-						int(lo&0x0f) | int(h&3)<<4,
-						int(hi&0x0f) | int(h>>2&3)<<4,
-						int(lo>>4) | int(h>>4&3)<<4,
-						int(hi>>4) | int(h>>6&3)<<4,
-					}
-					for k, v := range vals {
-						i := 128*half + 32*k + r
-						y[i] = d * float32(int8(sc[i/16])) * float32(v-32)
-					}
-				}
-			}
+	default:
+		c := blockCodecs[t]
+		bn, bb := blockShape(t)
+		for b := range n / bn {
+			c.decode(out[b*bn:(b+1)*bn], src[b*bb:(b+1)*bb])
 		}
 	}
 	return out, nil
@@ -463,11 +374,11 @@ func quantizeQ4K(dst []byte, x []float32) {
 	}
 }
 
-// fitAffine returns scale >= 0 and offset >= 0 for which x ≈ scale·q −
-// offset with q = round((x+offset)/scale) in 0..top fits x best in least
-// squares: from ranges shrunk by a few factors, it alternates rounding q
-// and the least-squares line through (q, x), its intercept held at or
-// below 0.
+// fitAffine returns scale >= 0 and offset >= 0 for which x (at most 32
+// values) ≈ scale·q − offset with q = round((x+offset)/scale) in 0..top
+// fits x best in least squares: from ranges shrunk by a few factors, it
+// alternates rounding q and the least-squares line through (q, x), its
+// intercept held at or below 0.
 func fitAffine(x []float32, top int) (scale, offset float32) {
 	lo, hi := float64(x[0]), float64(x[0])
 	for _, v := range x {
@@ -479,12 +390,8 @@ func fitAffine(x []float32, top int) (scale, offset float32) {
 	}
 	n, t := float64(len(x)), float64(top)
 	bestErr := math.Inf(1)
-	var buf [32]float64 // Q4_K's sub-blocks: no allocation per call
-	q := buf[:0]
-	if len(x) > len(buf) {
-		q = make([]float64, 0, len(x))
-	}
-	q = q[:len(x)]
+	var buf [32]float64 // x is a Q4_K sub-block: no allocation per call
+	q := buf[:len(x)]
 	for _, shrink := range []float64{1, 0.95, 0.9, 0.85} {
 		a, b := (hi-lo)*shrink/t, lo // x ≈ a·q + b
 		for range 4 {
@@ -520,4 +427,75 @@ func fitAffine(x []float32, top int) (scale, offset float32) {
 		}
 	}
 	return scale, offset
+}
+
+// dequantizeQ8_0 decodes one Q8_0 block: d times each signed byte.
+func dequantizeQ8_0(y []float32, blk []byte) {
+	d := tensor.F16ToFloat32(binary.LittleEndian.Uint16(blk))
+	for j := range qk8_0 {
+		y[j] = float32(int8(blk[2+j])) * d
+	}
+}
+
+// dequantizeQ4_0 decodes one Q4_0 block: d times each nibble less 8.
+func dequantizeQ4_0(y []float32, blk []byte) {
+	d := tensor.F16ToFloat32(binary.LittleEndian.Uint16(blk))
+	for j := range qk4_0 / 2 {
+		q := blk[2+j]
+		y[j] = float32(int(q&0x0f)-8) * d
+		y[qk4_0/2+j] = float32(int(q>>4)-8) * d
+	}
+}
+
+// dequantizeQ5_0 decodes one Q5_0 block: d times each nibble with its
+// fifth bit from qh, less 16.
+func dequantizeQ5_0(y []float32, blk []byte) {
+	d := tensor.F16ToFloat32(binary.LittleEndian.Uint16(blk))
+	qh := binary.LittleEndian.Uint32(blk[2:])
+	for j := range qk5_0 / 2 {
+		q := blk[6+j]
+		lo := int(q&0x0f) | int(qh>>j&1)<<4
+		hi := int(q>>4) | int(qh>>(j+qk5_0/2)&1)<<4
+		y[j] = float32(lo-16) * d
+		y[qk5_0/2+j] = float32(hi-16) * d
+	}
+}
+
+// dequantizeQ4K decodes one Q4_K super-block: per sub-block j,
+// d·sc_j·q − dmin·m_j.
+func dequantizeQ4K(y []float32, blk []byte) {
+	d := tensor.F16ToFloat32(binary.LittleEndian.Uint16(blk))
+	dmin := tensor.F16ToFloat32(binary.LittleEndian.Uint16(blk[2:]))
+	packed, qs := blk[4:16], blk[16:]
+	for j := range 8 {
+		sc, m := q4KScaleMin(packed, j)
+		scale, offset := d*float32(sc), dmin*float32(m)
+		for l, q := range qs[32*(j/2) : 32*(j/2)+32] {
+			y[32*j+l] = scale*float32(q>>(4*(j%2))&0x0f) - offset
+		}
+	}
+}
+
+// dequantizeQ6K decodes one Q6_K super-block: d·sc·(q − 32) with the
+// 16-value sub-block's scale sc, q's bits gathered from ql and qh as the
+// package documentation describes.
+func dequantizeQ6K(y []float32, blk []byte) {
+	ql, qh, sc := blk[:128], blk[128:192], blk[192:208]
+	d := tensor.F16ToFloat32(binary.LittleEndian.Uint16(blk[208:]))
+	for half := range 2 {
+		for r := range 32 {
+			h := qh[32*half+r]
+			lo, hi := ql[64*half+r], ql[64*half+r+32]
+			vals := [4]int{
+				int(lo&0x0f) | int(h&3)<<4,
+				int(hi&0x0f) | int(h>>2&3)<<4,
+				int(lo>>4) | int(h>>4&3)<<4,
+				int(hi>>4) | int(h>>6&3)<<4,
+			}
+			for k, v := range vals {
+				i := 128*half + 32*k + r
+				y[i] = d * float32(int8(sc[i/16])) * float32(v-32)
+			}
+		}
+	}
 }
