@@ -3,10 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -86,21 +84,7 @@ func exportGGUF(c *cli.Context) error {
 		return err
 	}
 	defer f.Close()
-	counts := map[gguf.GGMLType]int{}
-	for _, t := range f.Tensors {
-		counts[t.Type]++
-	}
-	types := slices.SortedFunc(maps.Keys(counts), func(a, b gguf.GGMLType) int {
-		if counts[a] != counts[b] {
-			return counts[b] - counts[a]
-		}
-		return int(a) - int(b)
-	})
-	var parts []string
-	for _, t := range types {
-		parts = append(parts, fmt.Sprintf("%d %s", counts[t], t))
-	}
-	fmt.Fprintf(c.App.Writer, "wrote %s (%s, %s weights; tensors: %s)\n", out, humanBytes(info.Size()), typ, strings.Join(parts, ", "))
+	fmt.Fprintf(c.App.Writer, "wrote %s (%s, %s weights; tensors: %s)\n", out, humanBytes(info.Size()), typ, typeCounts(f))
 	return nil
 }
 
@@ -144,7 +128,6 @@ func printGGUF(c *cli.Context, f *gguf.File) error {
 	t.Header("tensor", "type", "shape", "bytes")
 	rows = rows[:0]
 	var total uint64
-	counts := map[string]int{}
 	for _, ti := range f.Tensors {
 		dims := make([]string, len(ti.Dims))
 		for i, d := range ti.Dims {
@@ -152,7 +135,6 @@ func printGGUF(c *cli.Context, f *gguf.File) error {
 		}
 		rows = append(rows, []string{ti.Name, ti.Type.String(), "[" + strings.Join(dims, ", ") + "]", strconv.FormatUint(ti.Size, 10)})
 		total += ti.Size
-		counts[ti.Type.String()]++
 	}
 	if err := t.Bulk(rows); err != nil {
 		return err
@@ -160,13 +142,23 @@ func printGGUF(c *cli.Context, f *gguf.File) error {
 	if err := t.Render(); err != nil {
 		return err
 	}
+	fmt.Fprintf(w, "tensor data: %s (%s)\n", humanBytes(int64(total)), typeCounts(f))
+	return nil
+}
+
+// typeCounts lists how many of f's tensors each type has, as "F32 ×3,
+// Q8_0 ×1" in the types' order.
+func typeCounts(f *gguf.File) string {
+	counts := map[string]int{}
+	for _, ti := range f.Tensors {
+		counts[ti.Type.String()]++
+	}
 	var types []string
 	for k, n := range counts {
 		types = append(types, fmt.Sprintf("%s ×%d", k, n))
 	}
 	sort.Strings(types)
-	fmt.Fprintf(w, "tensor data: %s (%s)\n", humanBytes(int64(total)), strings.Join(types, ", "))
-	return nil
+	return strings.Join(types, ", ")
 }
 
 // summarise renders a metadata value, showing at most a few elements of
