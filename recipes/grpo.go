@@ -264,8 +264,9 @@ func (g grpoMethod) Run(ctx context.Context, e *Env) (Summary, error) {
 	if err != nil {
 		return *e.sum, fmt.Errorf("%s.rewards: %w", g.Section(), err)
 	}
-	// Checked now, so that a bad text fails before training, not after.
-	if _, _, err := c.thinkingIDs(r.tok, g.Section()); err != nil {
+	// Encoded now, so that a bad text fails before training, not after.
+	end, closeIDs, err := c.thinkingIDs(r.tok, g.Section())
+	if err != nil {
 		return *e.sum, err
 	}
 	trainP, heldP, err := e.rlPrompts(r.tok, c.Eval.Prompts)
@@ -358,7 +359,7 @@ func (g grpoMethod) Run(ctx context.Context, e *Env) (Summary, error) {
 	if err := evalAll(last, "end"); err != nil {
 		return *e.sum, err
 	}
-	if err := r.thinkingControls(ctx, c, last, heldP, maxEval, sampling); err != nil {
+	if err := r.thinkingControls(ctx, c, last, heldP, maxEval, sampling, end, closeIDs); err != nil {
 		return *e.sum, err
 	}
 	return *e.sum, e.Sample(r.m, r.tok, last)
@@ -387,16 +388,12 @@ func (c GRPOSection) thinkingIDs(tok tokenizer.Tokenizer, s string) (end int32, 
 }
 
 // thinkingControls evaluates temperature scaling of the end-of-thinking
-// token and budget forcing on the held-out prompts (unconditioned),
-// sampling at the rollout temperature, and logs each setting's accuracy
-// and mean length.
-func (r *rlRun) thinkingControls(ctx context.Context, c GRPOSection, step int, held []rl.Prompt, maxNew int, s rl.SamplingConfig) error {
+// token end and budget forcing (closing with closeIDs) on the held-out
+// prompts (unconditioned), sampling at the rollout temperature, and logs
+// each setting's accuracy and mean length.
+func (r *rlRun) thinkingControls(ctx context.Context, c GRPOSection, step int, held []rl.Prompt, maxNew int, s rl.SamplingConfig, end int32, closeIDs []int32) error {
 	if len(c.ThinkingTemperatures)+len(c.ThinkingBudgets) == 0 || len(held) == 0 {
 		return nil
-	}
-	end, closeIDs, err := c.thinkingIDs(r.tok, r.e.Recipe.Method)
-	if err != nil {
-		return err
 	}
 	am, _ := rl.NewAnswerMatch(rl.AnswerMatchConfig{})
 	rewards := rl.Rewards{{Reward: am, Weight: 1}}
