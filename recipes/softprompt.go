@@ -108,8 +108,8 @@ func (softPromptExt) Finish(_ context.Context, e *Env, _ any, s *Summary) error 
 // with one. It returns lora.LoadSoftPrompt's errors, such as a prompt
 // trained for other weights or another tokenizer.
 func WithSoftPrompt(dir string, m model.Model, tok tokenizer.Tokenizer) (model.Model, error) {
-	path := filepath.Join(dir, SoftPromptFile)
-	if _, err := os.Stat(path); err != nil {
+	path, ok := SoftPromptIn(dir)
+	if !ok {
 		return m, nil
 	}
 	p, err := lora.LoadSoftPrompt(path, m, tok)
@@ -117,4 +117,13 @@ func WithSoftPrompt(dir string, m model.Model, tok tokenizer.Tokenizer) (model.M
 		return nil, err
 	}
 	return p.Wrap(m), nil
+}
+
+// SoftPromptIn returns the path of the soft prompt a run directory dir
+// holds (SoftPromptFile) and whether it holds one; a file is not a run
+// directory and holds none.
+func SoftPromptIn(dir string) (string, bool) {
+	path := filepath.Join(dir, SoftPromptFile)
+	_, err := os.Stat(path)
+	return path, err == nil
 }

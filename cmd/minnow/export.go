@@ -62,9 +62,9 @@ func exportGGUF(c *cli.Context) error {
 	if _, err := os.Stat(src); err != nil {
 		return usageErr{err}
 	}
-	if _, err := os.Stat(filepath.Join(src, recipes.SoftPromptFile)); err == nil {
+	if p, ok := recipes.SoftPromptIn(src); ok {
 		return usageErr{fmt.Errorf("%s trained a soft prompt (%s), which a GGUF file cannot carry; to export the frozen base alone, give --checkpoint %s",
-			src, recipes.SoftPromptFile, filepath.Join(src, recipes.ModelFile))}
+			src, p, filepath.Join(src, recipes.ModelFile))}
 	}
 	m, v, err := recipes.LoadWithVocab(backend(c), src)
 	if err != nil {
